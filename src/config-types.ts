@@ -1,0 +1,28 @@
+// The settled server configuration (config.properties + CLI flags, validated by src/config.ts).
+import type { ModelSettings } from './engine/types.js';
+
+export interface ServerConfig {
+  inferenceAddress: string;
+  managementAddress: string;
+  metricsAddress: string;
+  modelStore: string;
+  /** 'all', or NAME=FILE entries / bare FILE names from load_models / --models */
+  loadModels: string[];
+  /** bytes */
+  maxRequestSize: number;
+  /** seconds */
+  defaultResponseTimeout: number;
+  defaultWorkersPerModel: number;
+  jobQueueSize: number;
+  /** per model name → per version (or "*" / default) settings from the `models` key */
+  models: Record<string, Record<string, Partial<ModelSettings>>>;
+  /** regexes a registration URL outside the model store must match */
+  allowedUrls: string[];
+  enableTokenAuth: boolean;
+  /** where the token key file is written when token auth is on */
+  keyFile: string;
+  /** LibTorch intra-op threads per worker (0 = derive from cores) */
+  intraOpThreads: number;
+  /** Keys present in config.properties that torchd does not use (logged once at start). */
+  ignoredKeys: string[];
+}

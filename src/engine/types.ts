@@ -1,0 +1,111 @@
+// Contracts between the model store (archives), the engine (registry, batcher) and the handlers.
+import type { DType } from '../native.js';
+
+export type HandlerOutput = 'topk' | 'argmax' | 'probabilities' | 'logits';
+
+/** Handler options after presets and defaults are applied (model-config `handler:` block). */
+export interface HandlerConfig {
+  /** Built-in handler name. */
+  name: 'image_classifier' | 'tensor';
+  preset?: 'imagenet' | 'mnist';
+  image_size: number | null;
+  crop_size: number | null;
+  channels: 1 | 3;
+  mean: number[];
+  std: number[];
+  topk: number;
+  output: HandlerOutput;
+}
+
+/** Per model-version serving settings (TorchServe's names; times in ms except responseTimeout in s). */
+export interface ModelSettings {
+  batchSize: number;
+  maxBatchDelay: number;
+  minWorkers: number;
+  maxWorkers: number;
+  /** seconds */
+  responseTimeout: number;
+  device: string;
+  precision: 'fp32' | 'fp16' | 'bf16';
+  jobQueueSize: number;
+}
+
+/** Declared tensor metadata (KServe v2 model metadata), from a model config or inferred. */
+export interface TensorMetadata {
+  name: string;
+  datatype: string;
+  shape: number[];
+  dtype?: DType;
+}
+
+/** One model version as read from the model store (a .mar or an exploded directory). */
+export interface ModelSpec {
+  name: string;
+  version: string;
+  /** What the user named: the archive file or directory, relative to the model store. */
+  url: string;
+  /** Folder holding the extracted archive contents. */
+  dir: string;
+  /** Absolute path of the TorchScript file. */
+  serializedFile: string;
+  handler: HandlerConfig;
+  /** Settings the archive's model config sets; the rest come from server defaults. */
+  settings: Partial<ModelSettings>;
+  /** index_to_name.json mapped to label strings, when present. */
+  labels?: Record<string, string>;
+  inputs?: TensorMetadata[];
+  outputs?: TensorMetadata[];
+}
+
+import type { IgOptions, IgResult, Model, OutputTree, Tensor } from '../native.js';
+
+export interface InferOptions {
+  /** Aborted when the client disconnects: a queued job is dropped. */
+  signal?: AbortSignal;
+  /** Absolute deadline (Date.now() ms); past it the job rejects with RequestTimeoutError (504). */
+  deadline?: number;
+}
+
+/**
+ * Per model-version dynamic batcher. `args` are forward's arguments for ONE request, each with a
+ * leading batch dimension (usually 1); the batcher concatenates compatible requests along dim 0,
+ * makes one native call, and splits the output tree back per request.
+ * Rejects with TorchdError subclasses (503 queue full, 504 timeout, 503 prediction failed, 507 OOM).
+ */
+export interface Batcher {
+  infer(args: Tensor[], options?: InferOptions): Promise<OutputTree>;
+  explain(args: Tensor[], ig: IgOptions, options?: InferOptions): Promise<IgResult>;
+  /** Requests queued, not yet running. */
+  readonly pending: number;
+  /** Requests running in native calls now. */
+  readonly running: number;
+}
+
+export interface ModelVersion {
+  readonly spec: ModelSpec;
+  readonly settings: ModelSettings;
+  readonly model: Model;
+  readonly batcher: Batcher;
+  /** true once loaded and warmed with at least one worker. */
+  readonly ready: boolean;
+  readonly loadedAtStartup: boolean;
+  readonly loadedAt: Date;
+}
+
+/** Model name → versions; the first registered version of a name is its default. */
+export interface Registry {
+  /** Loads the TorchScript file, starts workers; rejects with ConflictError if name+version exists. */
+  register(spec: ModelSpec, settings: Partial<ModelSettings>, options?: { loadedAtStartup?: boolean }): Promise<ModelVersion>;
+  /** Throws ModelNotFoundError / ModelVersionNotFoundError. */
+  resolve(name: string, version?: string): ModelVersion;
+  names(): string[];
+  versions(name: string): ModelVersion[];
+  defaultVersion(name: string): string;
+  setDefault(name: string, version: string): void;
+  /** Drains in-flight requests, then disposes. Throws ForbiddenError for the default while others exist. */
+  unregister(name: string, version?: string): Promise<void>;
+  scale(name: string, version: string | undefined, minWorkers: number, maxWorkers: number): Promise<void>;
+  /** Every model's default version has a ready worker (no models → true). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}

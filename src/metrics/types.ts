@@ -1,0 +1,19 @@
+// Contract for recording metrics; src/metrics implements it with prom-client. Every layer that
+// records takes a ServerMetrics (tests may pass a no-op).
+
+export type Stage = 'queue' | 'preprocess' | 'inference' | 'postprocess';
+
+export interface ServerMetrics {
+  /** One finished HTTP request on the inference listener (model undefined when unresolved). */
+  request(model: string | undefined, version: string | undefined, status: number, ms: number): void;
+  /** Time one request spent in a stage, in milliseconds. */
+  stage(model: string, version: string, stage: Stage, ms: number): void;
+  /** One native call with `size` examples. */
+  batch(model: string, version: string, size: number): void;
+}
+
+export const noopMetrics: ServerMetrics = {
+  request() {},
+  stage() {},
+  batch() {},
+};
