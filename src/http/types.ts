@@ -1,0 +1,14 @@
+// What every Express app of torchd is built from (apps never listen; src/server.ts does).
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config-types.js';
+import type { Registry } from '../engine/types.js';
+import type { ServerMetrics } from '../metrics/types.js';
+import type { ModelStore } from '../store/types.js';
+
+export interface AppDeps {
+  registry: Registry;
+  store: ModelStore;
+  config: ServerConfig;
+  logger: Logger;
+  metrics: ServerMetrics;
+}
