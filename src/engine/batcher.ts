@@ -1,0 +1,304 @@
+// Per model-version dynamic batcher: a bounded job queue, `workers` concurrent native-call slots,
+// and the batching policy of design.md (a free worker takes everything compatible that is queued,
+// up to batchSize rows, in ONE native call; no idle wait).
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { RequestTimeoutError, ServiceUnavailableError, TorchdError } from '../errors.js';
+import type { IgOptions, IgResult, Model, OutputTree, Tensor } from '../native.js';
+import type { ServerMetrics } from '../metrics/types.js';
+import type { Batcher, InferOptions, ModelSettings } from './types.js';
+import { batchRows, compatibilityKey, concatRows, splitRows, validateArgs } from './tensors.js';
+import { mapNativeError, nativeCode } from './native-errors.js';
+
+/** A queued request was dropped because its client went away (never seen by the client). */
+export class ClientClosedError extends TorchdError {
+  constructor() {
+    super(499, 'ClientClosedRequestException', 'Client closed the request before it ran');
+  }
+}
+
+interface Job {
+  kind: 'infer' | 'explain';
+  args: Tensor[];
+  ig?: IgOptions;
+  /** Rows contributed to a batch, -1 when the job must run alone. */
+  rows: number;
+  key: string;
+  enqueuedAt: number;
+  submittedAt: number;
+  settled: boolean;
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+  timer?: NodeJS.Timeout;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export interface BatcherOptions {
+  model: Model;
+  name: string;
+  version: string;
+  settings: ModelSettings;
+  /** Concurrent native calls (executor threads / streams of the model). */
+  workers: number;
+  metrics: ServerMetrics;
+  logger?: Logger;
+}
+
+export class DynamicBatcher implements Batcher {
+  private readonly queue: Job[] = [];
+  private active = 0;
+  private runningJobs = 0;
+  private workers: number;
+  private closing = false;
+  private delayTimer: NodeJS.Timeout | undefined;
+  private idleWaiters: (() => void)[] = [];
+  /** Native calls this batcher made (forward + integratedGradients): the test hook for batching. */
+  nativeCalls = 0;
+
+  constructor(private readonly options: BatcherOptions) {
+    this.workers = options.workers;
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  get running(): number {
+    return this.runningJobs;
+  }
+
+  get concurrency(): number {
+    return this.workers;
+  }
+
+  /** Changes the number of concurrent native calls (the model's executor must be sized to match). */
+  setWorkers(n: number): void {
+    this.workers = n;
+    this.pump();
+  }
+
+  infer(args: Tensor[], options: InferOptions = {}): Promise<OutputTree> {
+    validateArgs(args);
+    return this.enqueue('infer', args, undefined, options) as Promise<OutputTree>;
+  }
+
+  explain(args: Tensor[], ig: IgOptions, options: InferOptions = {}): Promise<IgResult> {
+    validateArgs(args);
+    return this.enqueue('explain', args, ig, options) as Promise<IgResult>;
+  }
+
+  /**
+   * Refuses new requests, lets queued and running ones finish, and resolves when nothing is left
+   * (unregister drains before the model is disposed).
+   */
+  close(): Promise<void> {
+    this.closing = true;
+    return this.idle();
+  }
+
+  /** Resolves when the queue is empty and no native call is running. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private enqueue(kind: Job['kind'], args: Tensor[], ig: IgOptions | undefined, options: InferOptions): Promise<unknown> {
+    const { name, version, settings } = this.options;
+    // Backpressure is answered at once: a full queue or no worker never makes the client wait.
+    if (this.closing) {
+      return Promise.reject(new ServiceUnavailableError(`Model ${name} version ${version} is being unregistered`));
+    }
+    if (this.workers < 1) {
+      return Promise.reject(new ServiceUnavailableError(`No worker is available for model ${name} version ${version}`));
+    }
+    if (this.queue.length >= settings.jobQueueSize) {
+      return Promise.reject(
+        new ServiceUnavailableError(`Model ${name} version ${version} has too many pending requests (job_queue_size ${settings.jobQueueSize})`),
+      );
+    }
+    if (options.signal?.aborted) return Promise.reject(new ClientClosedError());
+
+    return new Promise((resolve, reject) => {
+      const now = performance.now();
+      const job: Job = {
+        kind,
+        args,
+        ig,
+        rows: kind === 'infer' ? batchRows(args) : -1,
+        key: kind === 'infer' ? compatibilityKey(args) : '',
+        enqueuedAt: now,
+        submittedAt: Date.now(),
+        settled: false,
+        resolve,
+        reject,
+      };
+      const deadline = options.deadline ?? job.submittedAt + settings.responseTimeout * 1000;
+      const allowed = Math.max(0, deadline - job.submittedAt);
+      job.timer = setTimeout(() => {
+        this.removeQueued(job);
+        this.settle(job, new RequestTimeoutError(allowed));
+      }, allowed);
+      if (options.signal) {
+        job.signal = options.signal;
+        job.onAbort = () => {
+          // Only a job still waiting is dropped; a running native call cannot be interrupted.
+          if (this.removeQueued(job)) this.settle(job, new ClientClosedError());
+        };
+        options.signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.queue.push(job);
+      this.pump();
+    });
+  }
+
+  private removeQueued(job: Job): boolean {
+    const i = this.queue.indexOf(job);
+    if (i < 0) return false;
+    this.queue.splice(i, 1);
+    this.notifyIdle();
+    return true;
+  }
+
+  private settle(job: Job, result: unknown, isError = result instanceof Error): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    if (job.signal && job.onAbort) job.signal.removeEventListener('abort', job.onAbort);
+    if (isError) job.reject(result as Error);
+    else job.resolve(result);
+  }
+
+  /** Starts native calls while a worker slot is free and work is queued. */
+  private pump(): void {
+    const { batchSize, maxBatchDelay } = this.options.settings;
+    while (this.active < this.workers && this.queue.length > 0) {
+      const head = this.queue[0];
+      if (head.rows < 0) {
+        this.queue.shift();
+        this.start([head]);
+        continue;
+      }
+      const picked = this.pick(head, batchSize);
+      const rows = picked.reduce((n, j) => n + j.rows, 0);
+      // A partial batch waits (at most maxBatchDelay since its oldest request arrived) only while the
+      // device is busy with other work; an idle device starts it at once.
+      if (rows < batchSize && this.active > 0 && maxBatchDelay > 0) {
+        const wait = head.enqueuedAt + maxBatchDelay - performance.now();
+        if (wait > 0) {
+          this.armDelay(wait);
+          return;
+        }
+      }
+      const taken = new Set(picked);
+      for (let i = this.queue.length - 1; i >= 0; i--) if (taken.has(this.queue[i])) this.queue.splice(i, 1);
+      this.start(picked);
+    }
+  }
+
+  /** The head job plus every later compatible job that still fits in batchSize rows, in queue order. */
+  private pick(head: Job, batchSize: number): Job[] {
+    const picked = [head];
+    let rows = head.rows;
+    for (let i = 1; i < this.queue.length && rows < batchSize; i++) {
+      const job = this.queue[i];
+      if (job.rows > 0 && job.key === head.key && rows + job.rows <= batchSize) {
+        picked.push(job);
+        rows += job.rows;
+      }
+    }
+    return picked;
+  }
+
+  private armDelay(ms: number): void {
+    if (this.delayTimer) return;
+    this.delayTimer = setTimeout(() => {
+      this.delayTimer = undefined;
+      this.pump();
+    }, Math.ceil(ms));
+  }
+
+  private start(jobs: Job[]): void {
+    if (this.delayTimer) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = undefined;
+    }
+    this.active++;
+    this.runningJobs += jobs.length;
+    const { metrics, name, version } = this.options;
+    const now = performance.now();
+    for (const job of jobs) metrics.stage(name, version, 'queue', now - job.enqueuedAt);
+    this.run(jobs)
+      .catch((err: unknown) => {
+        for (const job of jobs) this.settle(job, mapNativeError(err), true);
+      })
+      .finally(() => {
+        this.active--;
+        this.runningJobs -= jobs.length;
+        this.pump();
+        this.notifyIdle();
+      });
+  }
+
+  private notifyIdle(): void {
+    if (this.queue.length === 0 && this.active === 0 && this.idleWaiters.length > 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async run(jobs: Job[]): Promise<void> {
+    if (jobs.length === 1) {
+      await this.runOne(jobs[0]);
+      return;
+    }
+    const { model, metrics, name, version } = this.options;
+    const inputs = jobs[0].args.map((_, a) => concatRows(jobs.map((j) => j.args[a])));
+    const rows = jobs.map((j) => j.rows);
+    let output: OutputTree;
+    const t0 = performance.now();
+    try {
+      this.nativeCalls++;
+      metrics.batch(name, version, inputs[0].shape[0]);
+      output = await model.forward(inputs);
+    } catch (err) {
+      if (nativeCode(err) === 'E_DISPOSED') throw err;
+      // One bad request must not fail its neighbours: retry each on its own.
+      this.options.logger?.debug({ model: name, version, jobs: jobs.length, err: (err as Error).message }, 'batch failed; retrying one by one');
+      for (const job of jobs) await this.runOne(job);
+      return;
+    }
+    const ms = performance.now() - t0;
+    const parts = splitRows(output, rows);
+    if (parts === null) {
+      this.options.logger?.warn({ model: name, version }, 'batched output cannot be split per request; running requests one by one');
+      for (const job of jobs) await this.runOne(job);
+      return;
+    }
+    jobs.forEach((job, i) => {
+      metrics.stage(name, version, 'inference', ms);
+      this.settle(job, parts[i], false);
+    });
+  }
+
+  private async runOne(job: Job): Promise<void> {
+    if (job.settled) return; // timed out while its batch ran
+    const { model, metrics, name, version } = this.options;
+    const t0 = performance.now();
+    try {
+      this.nativeCalls++;
+      let result: unknown;
+      if (job.kind === 'explain') {
+        result = await model.integratedGradients(job.args, job.ig!);
+      } else {
+        metrics.batch(name, version, job.rows > 0 ? job.rows : 1);
+        result = await model.forward(job.args);
+      }
+      metrics.stage(name, version, 'inference', performance.now() - t0);
+      this.settle(job, result, false);
+    } catch (err) {
+      this.settle(job, mapNativeError(err), true);
+    }
+  }
+}
