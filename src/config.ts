@@ -1,0 +1,269 @@
+// Reads TorchServe's `config.properties` plus CLI flags into the settled ServerConfig.
+// Users bring their existing files: keys torchd does not use are accepted and reported as ignored;
+// keys it does use are validated with zod and a bad one is named with its value.
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import type { ServerConfig } from './config-types.js';
+
+/** A setting that failed validation; the message names the key (or flag) and the value. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Parses Java `.properties` text: `key=value`, `key: value` or `key value`; `#`/`!` comments;
+ * a trailing `\` continues the line; `\t \n \r \f \uXXXX` escapes. Later keys win, as in Java.
+ */
+export function parseProperties(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = text.split(/\r\n|\r|\n/);
+  for (let i = 0; i < lines.length; i++) {
+    let line = lines[i].replace(/^[ \t\f]+/, '');
+    if (line === '' || line.startsWith('#') || line.startsWith('!')) continue;
+    // An odd number of trailing backslashes continues the logical line.
+    while (/(^|[^\\])(\\\\)*\\$/.test(line) && i + 1 < lines.length) {
+      line = line.slice(0, -1) + lines[++i].replace(/^[ \t\f]+/, '');
+    }
+    const sep = /^((?:\\.|[^=:\s\\])*)[ \t\f]*[=:]?[ \t\f]*/.exec(line);
+    const rawKey = sep ? sep[1] : line;
+    const rawValue = sep ? line.slice(sep[0].length) : '';
+    out.set(unescapeProperty(rawKey), unescapeProperty(rawValue));
+  }
+  return out;
+}
+
+function unescapeProperty(s: string): string {
+  return s.replace(/\\(u[0-9a-fA-F]{4}|.)/g, (_m, c: string) => {
+    if (c.length === 5) return String.fromCharCode(parseInt(c.slice(1), 16));
+    return ({ t: '\t', n: '\n', r: '\r', f: '\f' } as Record<string, string>)[c] ?? c;
+  });
+}
+
+/** CLI flags; each overrides the matching config.properties key. */
+export interface ConfigFlags {
+  modelStore?: string;
+  /** --models: NAME=FILE[,NAME2=FILE2] or `all` */
+  models?: string;
+  inferenceAddress?: string;
+  managementAddress?: string;
+  metricsAddress?: string;
+  enableTokenAuth?: boolean;
+}
+
+const DEFAULTS = {
+  inference_address: 'http://127.0.0.1:8080',
+  management_address: 'http://127.0.0.1:8081',
+  metrics_address: 'http://127.0.0.1:8082',
+  max_request_size: '6553500',
+  default_response_timeout: '120',
+  default_workers_per_model: '1',
+  job_queue_size: '100',
+  // TorchServe's default: any file or http(s) URL may be registered.
+  allowed_urls: 'file://.*,http(s)?://.*',
+  enable_token_auth: 'false',
+  intra_op_threads: '0',
+} as const;
+
+const address = z.string().transform((s, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'expected a URL like http://127.0.0.1:8080' });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:') {
+    ctx.addIssue({ code: 'custom', message: 'only http:// is served (terminate TLS in a proxy in front of torchd)' });
+    return z.NEVER;
+  }
+  if (url.pathname !== '/' || url.search || url.hash) {
+    ctx.addIssue({ code: 'custom', message: 'expected scheme, host and port only, e.g. http://127.0.0.1:8080' });
+    return z.NEVER;
+  }
+  return `http://${url.hostname}:${url.port || 80}`;
+});
+const integer = (min: number, unit: string) =>
+  z
+    .string()
+    .regex(/^\s*\d+\s*$/, `expected a whole number of ${unit} >= ${min}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `expected a whole number of ${unit} >= ${min}`));
+const bool = z
+  .string()
+  .regex(/^\s*(true|false)\s*$/i, 'expected true or false')
+  .transform((s) => s.trim().toLowerCase() === 'true');
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== ''),
+);
+const regexList = list.pipe(
+  z.array(
+    z.string().refine((r) => {
+      try {
+        new RegExp(r);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'expected comma-separated regular expressions'),
+  ),
+);
+
+// Per-version settings of the `models` key (TorchServe's names; marName/defaultVersion are its extras).
+const versionSettings = z
+  .object({
+    batchSize: z.number().int().min(1),
+    maxBatchDelay: z.number().min(0),
+    minWorkers: z.number().int().min(0),
+    maxWorkers: z.number().int().min(1),
+    responseTimeout: z.number().positive(),
+    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N'),
+    precision: z.enum(['fp32', 'fp16', 'bf16']),
+    jobQueueSize: z.number().int().min(1),
+    marName: z.string(),
+    defaultVersion: z.boolean(),
+  })
+  .partial()
+  .strict();
+const modelsJson = z
+  .string()
+  .transform((s, ctx) => {
+    try {
+      return JSON.parse(s) as unknown;
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: `expected JSON: ${(e as Error).message}` });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.record(z.string(), z.record(z.string(), versionSettings)));
+
+/** The config.properties keys torchd reads, with their validators. */
+const USED_KEYS = {
+  inference_address: address,
+  management_address: address,
+  metrics_address: address,
+  model_store: z.string().min(1, 'expected a folder'),
+  load_models: list,
+  max_request_size: integer(1, 'bytes'),
+  default_response_timeout: integer(1, 'seconds'),
+  default_workers_per_model: integer(1, 'workers'),
+  job_queue_size: integer(1, 'requests'),
+  models: modelsJson,
+  allowed_urls: regexList,
+  enable_token_auth: bool,
+  // TorchServe ≥0.12 spells the switch the other way round; honour both.
+  disable_token_authorization: bool,
+  key_file: z.string().min(1),
+  intra_op_threads: integer(0, 'threads'),
+} as const;
+type UsedKey = keyof typeof USED_KEYS;
+
+const FLAG_KEYS: Record<keyof ConfigFlags, { key: UsedKey; flag: string }> = {
+  modelStore: { key: 'model_store', flag: '--model-store' },
+  models: { key: 'load_models', flag: '--models' },
+  inferenceAddress: { key: 'inference_address', flag: '--inference-address' },
+  managementAddress: { key: 'management_address', flag: '--management-address' },
+  metricsAddress: { key: 'metrics_address', flag: '--metrics-address' },
+  enableTokenAuth: { key: 'enable_token_auth', flag: '--enable-token-auth' },
+};
+
+export interface ResolveOptions {
+  /** config.properties contents (already parsed), if a file was given */
+  properties?: Map<string, string>;
+  /** label used in messages, e.g. the file path */
+  source?: string;
+  flags?: ConfigFlags;
+  /** relative model_store / key_file resolve against this (default process.cwd()) */
+  cwd?: string;
+}
+
+/** Validates properties + flags into a ServerConfig; throws ConfigError naming every bad key. */
+export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
+  const source = options.source ?? 'config.properties';
+  const cwd = options.cwd ?? process.cwd();
+  const raw = new Map<string, { value: string; origin: string }>();
+  for (const [k, v] of Object.entries(DEFAULTS)) raw.set(k, { value: v, origin: 'default' });
+  const ignoredKeys: string[] = [];
+  for (const [k, v] of options.properties ?? []) {
+    if (k in USED_KEYS) raw.set(k, { value: v, origin: `${source}: ${k}` });
+    else ignoredKeys.push(k);
+  }
+  for (const [name, { key, flag }] of Object.entries(FLAG_KEYS)) {
+    const v = options.flags?.[name as keyof ConfigFlags];
+    if (v === undefined) continue;
+    raw.set(key, { value: String(v), origin: flag });
+  }
+
+  const settled: Partial<Record<UsedKey, unknown>> = {};
+  const problems: string[] = [];
+  for (const [key, { value, origin }] of raw) {
+    const result = USED_KEYS[key as UsedKey].safeParse(value);
+    if (result.success) settled[key as UsedKey] = result.data;
+    else {
+      const issue = result.error.issues[0];
+      const where = issue.path.length ? ` at ${issue.path.join('.')}` : '';
+      const shown = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+      problems.push(`${origin === 'default' ? key : origin}=${JSON.stringify(shown)} is invalid${where}: ${issue.message}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
+  if (settled.model_store === undefined) {
+    throw new ConfigError('No model store: pass --model-store DIR or set model_store in config.properties');
+  }
+
+  const models: ServerConfig['models'] = {};
+  for (const [name, versions] of Object.entries((settled.models ?? {}) as z.infer<typeof modelsJson>)) {
+    models[name] = {};
+    for (const [version, s] of Object.entries(versions)) models[name][version] = s;
+  }
+  const tokenAuth = settled.disable_token_authorization === true ? false : (settled.enable_token_auth as boolean);
+  return {
+    inferenceAddress: settled.inference_address as string,
+    managementAddress: settled.management_address as string,
+    metricsAddress: settled.metrics_address as string,
+    modelStore: resolve(cwd, settled.model_store as string),
+    loadModels: (settled.load_models as string[] | undefined) ?? [],
+    maxRequestSize: settled.max_request_size as number,
+    defaultResponseTimeout: settled.default_response_timeout as number,
+    defaultWorkersPerModel: settled.default_workers_per_model as number,
+    jobQueueSize: settled.job_queue_size as number,
+    models,
+    allowedUrls: settled.allowed_urls as string[],
+    enableTokenAuth: tokenAuth,
+    keyFile: resolve(cwd, (settled.key_file as string | undefined) ?? join(cwd, 'key_file.json')),
+    intraOpThreads: settled.intra_op_threads as number,
+    ignoredKeys,
+  };
+}
+
+/** Reads `--ts-config FILE` (if any) and merges the flags. */
+export async function loadConfig(tsConfig: string | undefined, flags: ConfigFlags, cwd = process.cwd()): Promise<ServerConfig> {
+  let properties: Map<string, string> | undefined;
+  if (tsConfig) {
+    let text: string;
+    try {
+      text = await readFile(resolve(cwd, tsConfig), 'utf8');
+    } catch (e) {
+      throw new ConfigError(`Cannot read --ts-config ${tsConfig}: ${(e as Error).message}`);
+    }
+    properties = parseProperties(text);
+  }
+  return resolveConfig({ properties, source: tsConfig, flags, cwd });
+}
+
+/** "http://host:port" → what net.Server.listen takes. */
+export function listenTarget(addressUrl: string): { host: string; port: number } {
+  const url = new URL(addressUrl);
+  return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 0) };
+}
+
+/** Whether a listen address only accepts local connections. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
