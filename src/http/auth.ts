@@ -1,0 +1,56 @@
+// Optional bearer-token access control, as TorchServe's token authorization: one key for the inference
+// listener, one for the management listener, written to a key file only the server's user can read.
+import type { RequestHandler } from 'express';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config-types.js';
+import { InvalidKeyError } from '../errors.js';
+
+export interface TokenKeys {
+  inferenceKey: string;
+  managementKey: string;
+}
+
+/** 24 random bytes, base64url: 32 characters, safe in headers and JSON. */
+function newKey(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/**
+ * Generate fresh keys and write them to `config.keyFile` (mode 0600, replaced atomically) in TorchServe's
+ * key_file.json layout: `{"management": {"key"}, "inference": {"key"}}`. Keys live as long as the process
+ * (torchd has no expiry or refresh API). Throws if the file cannot be written.
+ */
+export async function setupTokenAuth(config: Pick<ServerConfig, 'keyFile'>, logger: Logger): Promise<TokenKeys> {
+  const keys: TokenKeys = { inferenceKey: newKey(), managementKey: newKey() };
+  const file = resolve(config.keyFile);
+  await mkdir(dirname(file), { recursive: true });
+  const body = JSON.stringify({ management: { key: keys.managementKey }, inference: { key: keys.inferenceKey } }, null, 2) + '\n';
+  // Write beside the target with 0600 from creation, then rename: the key is never readable by others,
+  // not even for an instant, and a reader never sees half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, body, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, file);
+  logger.info({ keyFile: file }, 'token authorization enabled: keys written to the key file');
+  return keys;
+}
+
+/** Rejects with 401 InvalidKeyException unless the request carries `Authorization: Bearer <key>`. */
+export function requireToken(key: string): RequestHandler {
+  const expected = Buffer.from(key, 'utf8');
+  return (req, res, next) => {
+    const header = req.get('authorization') ?? '';
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const given = match ? Buffer.from(match[1], 'utf8') : Buffer.alloc(0);
+    // Constant-time comparison so the key cannot be guessed byte by byte from response times.
+    if (given.length === expected.length && timingSafeEqual(given, expected)) {
+      next();
+      return;
+    }
+    res.setHeader('WWW-Authenticate', 'Bearer');
+    next(new InvalidKeyError(match ? 'Token Authorization failed: invalid key' : 'Token Authorization failed: missing "Authorization: Bearer <key>" header'));
+  };
+}
