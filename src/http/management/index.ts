@@ -9,6 +9,7 @@ import { BadRequestError, ConflictError, MethodNotAllowedError, ModelNotFoundErr
 import type { ModelSettings, ModelVersion, Registry } from '../../engine/types.js';
 import { errorMiddleware, notFound, requestId } from '../errors.js';
 import type { AppDeps } from '../types.js';
+import { checkName } from './names.js';
 import { buildManagementApiDescription, type ManagementApiDocument } from './api-description.js';
 
 /** torchd's version, from package.json (three levels up from src/http/management and its build output). */
@@ -19,19 +20,6 @@ const serverVersion: string = (
 export interface ManagementAppOptions {
   /** Token check (src/http/auth.ts requireToken with the management key) for every route. */
   authenticate?: RequestHandler;
-}
-
-/** TorchServe's model-name rule; it also keeps names usable as path segments and file names. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-
-/** Throws 400 unless `value` is a safe model name or version (no '/', no '..', no leading dot). */
-export function checkName(value: string, what: 'model name' | 'model version'): string {
-  if (!NAME.test(value) || value.includes('..') || value.length > 255) {
-    throw new BadRequestError(
-      `Invalid ${what} "${value}": use letters, digits, '_', '-' and '.', starting with a letter or digit, without '/' or '..'`,
-    );
-  }
-  return value;
 }
 
 function one(req: Request, key: string): string | undefined {
