@@ -27,6 +27,8 @@ interface Job {
   enqueuedAt: number;
   submittedAt: number;
   settled: boolean;
+  /** In a native call now (counted in `running` until settled). */
+  running: boolean;
   resolve(value: unknown): void;
   reject(err: Error): void;
   timer?: NodeJS.Timeout;
@@ -130,6 +132,7 @@ export class DynamicBatcher implements Batcher {
         enqueuedAt: now,
         submittedAt: Date.now(),
         settled: false,
+        running: false,
         resolve,
         reject,
       };
@@ -163,6 +166,11 @@ export class DynamicBatcher implements Batcher {
   private settle(job: Job, result: unknown, isError = result instanceof Error): void {
     if (job.settled) return;
     job.settled = true;
+    // Counted out before the caller's continuation runs, so `running` never reports finished work.
+    if (job.running) {
+      job.running = false;
+      this.runningJobs--;
+    }
     clearTimeout(job.timer);
     if (job.signal && job.onAbort) job.signal.removeEventListener('abort', job.onAbort);
     if (isError) job.reject(result as Error);
@@ -224,7 +232,11 @@ export class DynamicBatcher implements Batcher {
       this.delayTimer = undefined;
     }
     this.active++;
-    this.runningJobs += jobs.length;
+    for (const job of jobs) {
+      if (job.settled) continue;
+      job.running = true;
+      this.runningJobs++;
+    }
     const { metrics, name, version } = this.options;
     const now = performance.now();
     for (const job of jobs) metrics.stage(name, version, 'queue', now - job.enqueuedAt);
@@ -234,7 +246,6 @@ export class DynamicBatcher implements Batcher {
       })
       .finally(() => {
         this.active--;
-        this.runningJobs -= jobs.length;
         this.pump();
         this.notifyIdle();
       });

@@ -1,0 +1,271 @@
+// The model registry: names → versions (first registered = default), one loaded module per
+// version shared by all of its workers, and the lifecycle (register, scale, drain, dispose).
+import os from 'node:os';
+import type { Logger } from 'pino';
+import {
+  BadRequestError,
+  ConflictError,
+  ForbiddenError,
+  InternalServerError,
+  ModelNotFoundError,
+  ModelVersionNotFoundError,
+  TorchdError,
+} from '../errors.js';
+import { loadModel, type Model, type Tensor, type TypedArray } from '../native.js';
+import type { ServerMetrics } from '../metrics/types.js';
+import { DynamicBatcher } from './batcher.js';
+import type { ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
+import { elementCount } from './tensors.js';
+
+export interface RegistryOptions {
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** Server-wide settings; a model's config and the register() call override them per key. */
+  defaults: ModelSettings;
+  /** Cores the workers may use (default os.availableParallelism()). */
+  cores?: number;
+  /** LibTorch intra-op threads per worker; 0/undefined derives cores ÷ workers (never oversubscribing). */
+  threads?: number;
+}
+
+/** What the registry adds to the Registry contract (scaling views used by metrics and tests). */
+export interface ModelRegistry extends Registry {
+  /** Every loaded version, for gauges. */
+  all(): LoadedModelVersion[];
+}
+
+export class LoadedModelVersion implements ModelVersion {
+  ready = false;
+  readonly loadedAt = new Date();
+  constructor(
+    readonly spec: ModelSpec,
+    readonly settings: ModelSettings,
+    readonly model: Model,
+    readonly batcher: DynamicBatcher,
+    readonly loadedAtStartup: boolean,
+    /** LibTorch intra-op threads each worker runs with. */
+    readonly threads: number,
+  ) {}
+
+  /** Current concurrent native-call slots. */
+  get workers(): number {
+    return this.batcher.concurrency;
+  }
+}
+
+const TYPED_ARRAYS: Record<string, new (n: number) => TypedArray> = {
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array,
+  int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
+};
+
+/** Zero inputs of the declared shapes (dynamic dims → 1), when every input is fully declared. */
+function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
+  if (!spec.inputs || spec.inputs.length === 0) return undefined;
+  const tensors: Tensor[] = [];
+  for (const meta of spec.inputs) {
+    const dtype = meta.dtype ?? 'float32';
+    const Ctor = TYPED_ARRAYS[dtype];
+    if (!Ctor || meta.shape.length === 0) return undefined;
+    const shape = meta.shape.map((d) => (d > 0 ? d : 1));
+    tensors.push({ data: new Ctor(elementCount(shape)), shape, dtype });
+  }
+  return tensors;
+}
+
+function positiveInt(value: number, key: string, min: number): number {
+  if (!Number.isInteger(value) || value < min) throw new BadRequestError(`${key} must be an integer >= ${min} (got ${value})`);
+  return value;
+}
+
+export function createRegistry(options: RegistryOptions): ModelRegistry {
+  const { metrics, logger } = options;
+  const cores = Math.max(1, options.cores ?? os.availableParallelism());
+  const models = new Map<string, Map<string, LoadedModelVersion>>();
+  const defaults = new Map<string, string>();
+  /** name@version of loads in progress, so a concurrent duplicate is a 409 too. */
+  const loading = new Set<string>();
+
+  /** Workers start at minWorkers (at least 1 when maxWorkers allows) and stay within [min, max]. */
+  function startWorkers(s: ModelSettings): number {
+    return Math.min(Math.max(s.minWorkers, 1), Math.max(s.maxWorkers, s.minWorkers, 1));
+  }
+
+  /** Intra-op threads per worker so that workers × threads ≤ cores, unless configured explicitly. */
+  function threadsFor(workers: number): number {
+    if (options.threads && options.threads > 0) return options.threads;
+    return Math.max(1, Math.floor(cores / Math.max(1, workers)));
+  }
+
+  function settle(spec: ModelSpec, overrides: Partial<ModelSettings>): ModelSettings {
+    const s: ModelSettings = { ...options.defaults, ...dropUndefined(spec.settings), ...dropUndefined(overrides) };
+    positiveInt(s.batchSize, 'batchSize', 1);
+    positiveInt(s.minWorkers, 'minWorkers', 0);
+    positiveInt(s.maxWorkers, 'maxWorkers', 0);
+    positiveInt(s.jobQueueSize, 'jobQueueSize', 1);
+    if (!(s.maxBatchDelay >= 0)) throw new BadRequestError(`maxBatchDelay must be >= 0 ms (got ${s.maxBatchDelay})`);
+    if (!(s.responseTimeout > 0)) throw new BadRequestError(`responseTimeout must be > 0 s (got ${s.responseTimeout})`);
+    if (s.maxWorkers < s.minWorkers) s.maxWorkers = s.minWorkers;
+    return s;
+  }
+
+  function versionsOf(name: string): Map<string, LoadedModelVersion> {
+    const versions = models.get(name);
+    if (!versions || versions.size === 0) throw new ModelNotFoundError(name);
+    return versions;
+  }
+
+  const registry: ModelRegistry = {
+    async register(spec, overrides, opts = {}) {
+      const id = `${spec.name}@${spec.version}`;
+      if (models.get(spec.name)?.has(spec.version) || loading.has(id)) {
+        throw new ConflictError(`Model version ${spec.version} for model ${spec.name} is already registered.`);
+      }
+      const settings = settle(spec, overrides);
+      const workers = startWorkers(settings);
+      const threads = threadsFor(workers);
+      if (workers * threads > cores) {
+        logger.warn({ model: spec.name, version: spec.version, workers, threads, cores }, 'workers × intra-op threads exceeds the cores: expect oversubscription');
+      }
+      loading.add(id);
+      let model: Model;
+      const t0 = Date.now();
+      try {
+        // Loading runs on a native thread (a Promise), so the event loop keeps serving meanwhile.
+        model = await loadModel(spec.serializedFile, {
+          device: settings.device,
+          workers: Math.max(1, workers),
+          threads,
+          precision: settings.precision,
+        });
+      } catch (err) {
+        loading.delete(id);
+        if (err instanceof TorchdError) throw err;
+        throw new InternalServerError(`Failed to load model ${spec.name} version ${spec.version}: ${(err as Error).message}`);
+      }
+      const batcher = new DynamicBatcher({ model, name: spec.name, version: spec.version, settings, workers, metrics, logger });
+      const mv = new LoadedModelVersion(spec, settings, model, batcher, opts.loadedAtStartup ?? false, threads);
+      const warm = warmupInputs(spec);
+      if (warm) {
+        try {
+          await model.forward(warm);
+        } catch (err) {
+          logger.warn({ model: spec.name, version: spec.version, err: (err as Error).message }, 'warm-up forward failed');
+        }
+      }
+      mv.ready = workers >= 1;
+      loading.delete(id);
+      let versions = models.get(spec.name);
+      if (!versions) models.set(spec.name, (versions = new Map()));
+      versions.set(spec.version, mv);
+      if (!defaults.has(spec.name)) defaults.set(spec.name, spec.version);
+      logger.info(
+        {
+          model: spec.name, version: spec.version, file: spec.serializedFile, modelDevice: model.device,
+          parameters: model.parameterCount, parameterBytes: model.parameterBytes, inputs: model.inputs.map((i) => i.name),
+          handler: spec.handler.name, ...settings, workers, threads, cores, warmedUp: Boolean(warm), loadMs: Date.now() - t0,
+          default: defaults.get(spec.name) === spec.version,
+        },
+        'model loaded',
+      );
+      return mv;
+    },
+
+    resolve(name, version) {
+      const versions = versionsOf(name);
+      const v = version ?? defaults.get(name)!;
+      const mv = versions.get(v);
+      if (!mv) throw new ModelVersionNotFoundError(name, v);
+      return mv;
+    },
+
+    names() {
+      return [...models.keys()].filter((n) => models.get(n)!.size > 0).sort();
+    },
+
+    versions(name) {
+      return [...versionsOf(name).values()];
+    },
+
+    defaultVersion(name) {
+      versionsOf(name);
+      return defaults.get(name)!;
+    },
+
+    setDefault(name, version) {
+      const versions = versionsOf(name);
+      if (!versions.has(version)) throw new ModelVersionNotFoundError(name, version);
+      defaults.set(name, version);
+      logger.info({ model: name, version }, 'default version set');
+    },
+
+    async unregister(name, version) {
+      const versions = versionsOf(name);
+      const v = version ?? defaults.get(name)!;
+      const mv = versions.get(v);
+      if (!mv) throw new ModelVersionNotFoundError(name, v);
+      if (defaults.get(name) === v && versions.size > 1) {
+        throw new ForbiddenError(`Cannot remove default version ${v} for model ${name}`);
+      }
+      // Unreachable for new requests first, then let queued and running requests finish.
+      versions.delete(v);
+      if (versions.size === 0) {
+        models.delete(name);
+        defaults.delete(name);
+      }
+      mv.ready = false;
+      await mv.batcher.close();
+      await mv.model.dispose();
+      logger.info({ model: name, version: v }, 'model unregistered');
+    },
+
+    async scale(name, version, minWorkers, maxWorkers) {
+      const mv = registry.resolve(name, version) as LoadedModelVersion;
+      positiveInt(minWorkers, 'min_worker', 0);
+      positiveInt(maxWorkers, 'max_worker', 0);
+      if (maxWorkers < minWorkers) throw new BadRequestError(`max_worker (${maxWorkers}) must be >= min_worker (${minWorkers})`);
+      const s = mv.settings;
+      s.minWorkers = minWorkers;
+      s.maxWorkers = maxWorkers;
+      const workers = minWorkers;
+      // The executor keeps at least one thread; zero workers means the batcher refuses requests.
+      mv.model.setWorkers(Math.max(1, workers));
+      mv.batcher.setWorkers(workers);
+      mv.ready = workers >= 1;
+      if (workers * mv.threads > cores) {
+        logger.warn({ model: name, version: mv.spec.version, workers, threads: mv.threads, cores }, 'workers × intra-op threads exceeds the cores');
+      }
+      logger.info({ model: name, version: mv.spec.version, minWorkers, maxWorkers, workers }, 'model scaled');
+    },
+
+    healthy() {
+      for (const [name, versions] of models) {
+        const mv = versions.get(defaults.get(name)!);
+        if (!mv || !mv.ready) return false;
+      }
+      return true;
+    },
+
+    async close() {
+      const all = registry.all();
+      models.clear();
+      defaults.clear();
+      await Promise.all(
+        all.map(async (mv) => {
+          mv.ready = false;
+          await mv.batcher.close();
+          await mv.model.dispose();
+        }),
+      );
+    },
+
+    all() {
+      return [...models.values()].flatMap((versions) => [...versions.values()]);
+    },
+  };
+  return registry;
+}
+
+function dropUndefined<T extends object>(obj: T | undefined): Partial<T> {
+  if (!obj) return {};
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,120 @@
+// Dynamic batching through the registry and a real TorchScript model (test/fixtures/engine/rows.pt:
+// row-independent, raises on the value -999).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { BadRequestError, PredictionFailedError } from '../../src/errors.js';
+import type { DynamicBatcher } from '../../src/engine/batcher.js';
+import type { Tensor } from '../../src/native.js';
+import { FIXTURES, assertClose, f32, makeRegistry, specFor, values } from './helpers.js';
+
+const reference = JSON.parse(readFileSync(path.join(FIXTURES, 'reference.json'), 'utf8')).rows as {
+  inputs: number[][];
+  outputs: [number[][], number[]];
+};
+
+test('16 concurrent requests with batchSize 8 run in at most 3 native calls, each getting its own rows', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8, maxBatchDelay: 50, minWorkers: 1, maxWorkers: 1 });
+  const batcher = mv.batcher as DynamicBatcher;
+  const callsBefore = mv.model.forwardCalls;
+  const results = await Promise.all(reference.inputs.map((row) => batcher.infer([f32([row])])));
+  t.true(batcher.nativeCalls <= 3, `native calls: ${batcher.nativeCalls}`);
+  t.true(mv.model.forwardCalls - callsBefore <= 3, `model.forwardCalls moved by ${mv.model.forwardCalls - callsBefore}`);
+  results.forEach((out, i) => {
+    const [y, s] = out as Tensor[];
+    t.deepEqual(y.shape, [1, 3]);
+    t.deepEqual(s.shape, [1]);
+    t.is(assertClose(values(y), reference.outputs[0][i]), undefined, `request ${i} logits`);
+    t.is(assertClose(values(s), [reference.outputs[1][i]]), undefined, `request ${i} sum`);
+  });
+});
+
+test('batched results equal single-request results', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8 });
+  const rows = [[1, 2, 3, 4], [-1, 0.5, 2, 8], [3, 3, 3, 3], [0.1, 0.2, 0.3, 0.4]];
+  const single: Tensor[][] = [];
+  for (const r of rows) single.push((await mv.batcher.infer([f32([r])])) as Tensor[]);
+  const batched = (await Promise.all(rows.map((r) => mv.batcher.infer([f32([r])])))) as Tensor[][];
+  batched.forEach((out, i) => {
+    t.is(assertClose(values(out[0]), values(single[i][0])), undefined);
+    t.is(assertClose(values(out[1]), values(single[i][1])), undefined);
+  });
+});
+
+test('requests with several rows are concatenated and split by their own row counts', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8 });
+  const batcher = mv.batcher as DynamicBatcher;
+  const [r0, r1, r2] = [reference.inputs.slice(0, 1), reference.inputs.slice(1, 4), reference.inputs.slice(4, 6)];
+  const before = batcher.nativeCalls;
+  const outs = (await Promise.all([r0, r1, r2].map((rows) => batcher.infer([f32(rows)])))) as Tensor[][];
+  // The first starts alone at once; the other two are queued behind it and share one call.
+  t.is(batcher.nativeCalls - before, 2);
+  t.deepEqual(outs.map((o) => o[0].shape), [[1, 3], [3, 3], [2, 3]]);
+  t.is(assertClose(values(outs[1][0]), reference.outputs[0].slice(1, 4).flat()), undefined);
+  t.is(assertClose(values(outs[2][1]), reference.outputs[1].slice(4, 6)), undefined);
+});
+
+test('a lone request is not held back by maxBatchDelay', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8, maxBatchDelay: 5000 });
+  await mv.batcher.infer([f32([[1, 1, 1, 1]])]);
+  const t0 = performance.now();
+  await mv.batcher.infer([f32([[1, 2, 3, 4]])]);
+  const ms = performance.now() - t0;
+  // Behavioural bound, deliberately loose: a delayed request would take the full 5000 ms.
+  t.true(ms < 2000, `took ${ms.toFixed(1)} ms`);
+});
+
+test('a bad request in the middle of a batch fails alone', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8 });
+  const batcher = mv.batcher as DynamicBatcher;
+  const rows = reference.inputs.slice(0, 7);
+  rows[3] = [1, 2, -999, 4];
+  const before = batcher.nativeCalls;
+  const settled = await Promise.allSettled(rows.map((r) => batcher.infer([f32([r])])));
+  settled.forEach((s, i) => {
+    if (i === 3) {
+      t.is(s.status, 'rejected');
+      const err = (s as PromiseRejectedResult).reason;
+      t.true(err instanceof PredictionFailedError, String(err));
+      t.is(err.status, 503);
+      t.regex(err.message, /^Prediction failed: .*poison value -999 in input/s);
+    } else {
+      t.is(s.status, 'fulfilled', `request ${i}`);
+      const [y] = (s as PromiseFulfilledResult<unknown>).value as Tensor[];
+      t.is(assertClose(values(y), reference.outputs[0][i]), undefined, `request ${i}`);
+    }
+  });
+  // 1 lone start + 1 failed batch of 6 + 6 single retries.
+  t.is(batcher.nativeCalls - before, 8);
+});
+
+test('requests whose shapes differ are not batched together', async (t) => {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8 });
+  const batcher = mv.batcher as DynamicBatcher;
+  const before = batcher.nativeCalls;
+  const wrong: Tensor = { data: new Float32Array(5), shape: [1, 5], dtype: 'float32' };
+  const settled = await Promise.allSettled([
+    batcher.infer([f32([[1, 1, 1, 1]])]),
+    batcher.infer([f32([[2, 2, 2, 2]])]),
+    batcher.infer([wrong]),
+    batcher.infer([f32([[3, 3, 3, 3]])]),
+  ]);
+  t.deepEqual(settled.map((s) => s.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+  const err = (settled[2] as PromiseRejectedResult).reason;
+  t.true(err instanceof BadRequestError, String(err));
+  t.regex(err.message, /mat1 and mat2 shapes cannot be multiplied \(1x5 and 4x3\)/);
+  // lone first call, then [2,2,2,2]+[3,3,3,3] together, and the [1,5] request on its own.
+  t.is(batcher.nativeCalls - before, 3);
+});
