@@ -1,6 +1,11 @@
 // The ONLY module that loads the torchd.node addon. Everything else imports types and functions
 // from here. (Contract shared by all layers; the loader body is owned by the native work.)
 
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 /** Element types the engine accepts and returns. fp16/bf16 travel as raw 16-bit words. */
 export type DType =
   | 'float32' | 'float16' | 'bfloat16' | 'float64'
@@ -85,4 +90,158 @@ export interface Model {
   integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult>;
   /** Waits for running calls, then frees the module; later calls reject with E_DISPOSED. */
   dispose(): Promise<void>;
+}
+
+const NATIVE_ERROR_CODES: ReadonlySet<string> = new Set<NativeErrorCode>([
+  'E_LOAD', 'E_DEVICE', 'E_DTYPE', 'E_SHAPE', 'E_FORWARD', 'E_OOM', 'E_DISPOSED', 'E_ARGUMENT',
+]);
+
+/**
+ * An error from the native engine, with a stable `.code`. Bad arguments are thrown as TypeError or
+ * RangeError carrying the same `.code`; `err instanceof NativeError` is true for all of them.
+ */
+export class NativeError extends Error {
+  readonly code: NativeErrorCode;
+
+  constructor(code: NativeErrorCode, message: string) {
+    super(message);
+    this.name = 'NativeError';
+    this.code = code;
+  }
+
+  static [Symbol.hasInstance](value: unknown): boolean {
+    return value instanceof Error && NATIVE_ERROR_CODES.has((value as { code?: unknown }).code as string);
+  }
+}
+
+/** The `.code` of a native error, or undefined for anything else. */
+export function nativeErrorCode(error: unknown): NativeErrorCode | undefined {
+  return error instanceof NativeError ? (error as NativeError).code : undefined;
+}
+
+/** Re-creates a native rejection here so its stack shows the JS caller (native ones have none). */
+function rethrow(error: unknown): never {
+  if (!(error instanceof Error) || !NATIVE_ERROR_CODES.has((error as { code?: unknown }).code as string)) throw error;
+  const code = (error as unknown as { code: NativeErrorCode }).code;
+  let out: Error;
+  if (error instanceof TypeError) out = new TypeError(error.message);
+  else if (error instanceof RangeError) out = new RangeError(error.message);
+  else out = new NativeError(code, error.message);
+  (out as { code?: NativeErrorCode }).code = code;
+  throw out;
+}
+
+interface RawModel {
+  readonly path: string;
+  readonly device: string;
+  readonly inputs: { name: string }[];
+  readonly parameterCount: number;
+  readonly parameterBytes: number;
+  readonly workers: number;
+  readonly forwardCalls: number;
+  setWorkers(n: number): void;
+  forward(inputs: Tensor[]): Promise<OutputTree>;
+  integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult>;
+  dispose(): Promise<void>;
+}
+
+interface Addon {
+  buildInfo(): BuildInfo;
+  loadModel(path: string, options?: LoadOptions): Promise<RawModel>;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Where `npx cmake-js compile --out build` puts the addon, from src/ and from dist/src/. */
+const BUILD_CANDIDATES = [
+  resolve(here, '../build/Release/torchd.node'),
+  resolve(here, '../../build/Release/torchd.node'),
+];
+
+let addon: Addon | undefined;
+
+/** Loads torchd.node once: $TORCHD_ADDON if set, else the cmake-js build output. */
+function loadAddon(): Addon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  const override = process.env.TORCHD_ADDON;
+  const candidates = override ? [resolve(override)] : BUILD_CANDIDATES;
+  const failures: string[] = [];
+  for (const candidate of candidates) {
+    if (!existsSync(candidate)) {
+      failures.push(`${candidate}: not found`);
+      continue;
+    }
+    try {
+      addon = require(candidate) as Addon;
+      return addon;
+    } catch (error) {
+      failures.push(`${candidate}: ${(error as Error).message}`);
+    }
+  }
+  const libtorch = process.env.LIBTORCH ?? process.env.Torch_DIR ?? 'the system LibTorch (libtorch-dev, libtorch.so)';
+  throw new NativeError(
+    'E_LOAD',
+    `cannot load the torchd native addon (linked against ${libtorch}). Tried:\n  ` +
+      failures.join('\n  ') +
+      '\nBuild it with `npx cmake-js compile --out build` (needs LibTorch: `apt-get install libtorch-dev` ' +
+      'or LIBTORCH=/path/to/libtorch), or set TORCHD_ADDON to a built torchd.node.',
+  );
+}
+
+/** Torch version and CUDA availability of the loaded addon. Throws NativeError E_LOAD when it cannot load. */
+export function buildInfo(): BuildInfo {
+  return loadAddon().buildInfo();
+}
+
+class LoadedModel implements Model {
+  constructor(private readonly raw: RawModel) {}
+
+  get path(): string { return this.raw.path; }
+  get device(): string { return this.raw.device; }
+  get inputs(): { name: string }[] { return this.raw.inputs; }
+  get parameterCount(): number { return this.raw.parameterCount; }
+  get parameterBytes(): number { return this.raw.parameterBytes; }
+  get workers(): number { return this.raw.workers; }
+  get forwardCalls(): number { return this.raw.forwardCalls; }
+
+  setWorkers(n: number): void {
+    try {
+      this.raw.setWorkers(n);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  async forward(inputs: Tensor[]): Promise<OutputTree> {
+    try {
+      return await this.raw.forward(inputs);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  async integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult> {
+    try {
+      return await this.raw.integratedGradients(inputs, options);
+    } catch (error) {
+      rethrow(error);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.raw.dispose();
+  }
+}
+
+/**
+ * Loads a TorchScript file onto `options.device` (default 'cpu') with `options.workers` executor
+ * threads. Rejects with E_LOAD (missing / not a TorchScript model), E_DEVICE, or E_ARGUMENT.
+ */
+export async function loadModel(path: string, options: LoadOptions = {}): Promise<Model> {
+  const native = loadAddon();
+  try {
+    return new LoadedModel(await native.loadModel(path, options));
+  } catch (error) {
+    rethrow(error);
+  }
 }

@@ -1,0 +1,347 @@
+#include "model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include "model_impl.h"
+#include "tensor_io_torch.h"
+
+#ifdef TORCHD_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace torchd {
+
+namespace {
+
+std::atomic<int> gIntraOpThreads{0};
+thread_local int tAppliedThreads = -1;
+
+void applyIntraOpThreads() {
+  int wanted = gIntraOpThreads.load();
+  if (wanted > 0 && wanted != tAppliedThreads) {
+    // With the OpenMP backend the count is per calling thread, so each executor thread applies it.
+    at::set_num_threads(wanted);
+    tAppliedThreads = wanted;
+  }
+}
+
+bool contains(const std::string& text, const char* needle) { return text.find(needle) != std::string::npos; }
+
+/**
+ * The TorchScript interpreter prepends two tracebacks to an error; its last line is the error itself,
+ * e.g. "RuntimeError: mat1 and mat2 shapes cannot be multiplied" or "builtins.ValueError: ...".
+ */
+std::string scriptErrorSummary(std::string what) {
+  while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
+  if (!contains(what, "The following operation failed in the TorchScript interpreter")) return what;
+  size_t pos = what.rfind('\n');
+  return pos == std::string::npos ? what : what.substr(pos + 1);
+}
+
+struct DeviceSpec {
+  c10::Device device = c10::Device(c10::kCPU);
+  std::string name = "cpu";
+};
+
+DeviceSpec parseDevice(const std::string& text) {
+  DeviceSpec spec;
+  if (text.empty() || text == "cpu") return spec;
+  int index = 0;
+  if (text == "cuda") {
+    index = 0;
+  } else if (text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
+             text.find_first_not_of("0123456789", 5) == std::string::npos && text.size() < 9) {
+    index = std::stoi(text.substr(5));
+  } else {
+    throw EngineError(ErrorCode::Device, "unknown device '" + text + "' (expected cpu, cuda or cuda:N)",
+                      ErrorKind::RangeError);
+  }
+  if (!torch::cuda::is_available()) {
+#ifdef TORCHD_WITH_CUDA
+    throw EngineError(ErrorCode::Device, "device '" + text + "' requested but no CUDA device is available");
+#else
+    throw EngineError(ErrorCode::Device,
+                      "device '" + text + "' requested but this LibTorch was built without CUDA");
+#endif
+  }
+  int count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count) {
+    throw EngineError(ErrorCode::Device,
+                      "device '" + text + "' requested but only " + std::to_string(count) + " CUDA device(s) exist");
+  }
+  spec.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  spec.name = "cuda:" + std::to_string(index);
+  return spec;
+}
+
+}  // namespace
+
+void setIntraOpThreads(int n) {
+  if (n < 1) throw EngineError(ErrorCode::Argument, "threads must be >= 1", ErrorKind::RangeError);
+  gIntraOpThreads.store(n);
+  applyIntraOpThreads();
+}
+
+int intraOpThreads() { return at::get_num_threads(); }
+
+void prepareTorchThread() {
+  at::init_num_threads();
+  applyIntraOpThreads();
+}
+
+[[noreturn]] void rethrowAsEngineError(const char* rawWhat) {
+  std::string what = scriptErrorSummary(rawWhat);
+  // An explicit `raise` / torch._assert in the model is the model's own verdict on the input.
+  if (what.rfind("builtins.", 0) == 0) {
+    throw EngineError(ErrorCode::Forward, "model raised: " + what);
+  }
+  if (contains(what, "out of memory") || contains(what, "can't allocate memory") ||
+      contains(what, "DefaultCPUAllocator")) {
+    throw EngineError(ErrorCode::OutOfMemory, what);
+  }
+  // LibTorch's own argument checks: classify dtype and shape mismatches so callers can map them to 400s.
+  if (contains(what, "expected scalar type") || contains(what, "Expected object of scalar type") ||
+      contains(what, "dtype") || contains(what, "Input type (") || contains(what, "must have the same dtype")) {
+    throw EngineError(ErrorCode::DType, what, ErrorKind::TypeError);
+  }
+  if (contains(what, "shape") || contains(what, "size mismatch") || contains(what, "dimension") ||
+      contains(what, "Expected 3D") || contains(what, "Expected 4D") || contains(what, "input of size") ||
+      contains(what, "must match the size") || contains(what, "sizes")) {
+    throw EngineError(ErrorCode::Shape, what, ErrorKind::RangeError);
+  }
+  throw EngineError(ErrorCode::Forward, what);
+}
+
+struct Model::Impl {
+  std::string path;
+  DeviceSpec device;
+  at::ScalarType computeFloat = at::kFloat;
+  bool castFloats = false;  // precision != fp32 on CUDA
+  torch::jit::Module module;
+  std::vector<std::string> inputNames;
+  size_t requiredInputs = 0;
+  int64_t parameterCount = 0;
+  int64_t parameterBytes = 0;
+  std::atomic<uint64_t> forwardCalls{0};
+#ifdef TORCHD_WITH_CUDA
+  std::mutex streamsMutex;
+  std::vector<c10::cuda::CUDAStream> streams;  // one per executor lane
+  c10::cuda::CUDAStream streamFor(int lane) {
+    std::lock_guard<std::mutex> lock(streamsMutex);
+    while (static_cast<int>(streams.size()) <= lane) {
+      streams.push_back(c10::cuda::getStreamFromPool(false, device.device.index()));
+    }
+    return streams[lane];
+  }
+#endif
+
+  void checkInputs(const std::vector<TensorView>& inputs) const {
+    if (inputs.size() < requiredInputs || inputs.size() > inputNames.size()) {
+      std::ostringstream msg;
+      msg << "forward takes " << (requiredInputs == inputNames.size() ? "" : "at least ") << requiredInputs
+          << " input(s) (";
+      for (size_t i = 0; i < inputNames.size(); ++i) msg << (i ? ", " : "") << inputNames[i];
+      msg << "), got " << inputs.size();
+      throw EngineError(ErrorCode::Argument, msg.str(), ErrorKind::RangeError);
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const auto& v = inputs[i];
+      int64_t n = elementCount(v.shape);
+      if (static_cast<size_t>(n) * dtypeSize(v.dtype) != v.byteLength) {
+        std::ostringstream msg;
+        msg << "input " << i << " (" << inputNames[i] << "): " << v.byteLength / dtypeSize(v.dtype)
+            << " elements do not fill shape [";
+        for (size_t d = 0; d < v.shape.size(); ++d) msg << (d ? "," : "") << v.shape[d];
+        msg << "] (" << n << " elements)";
+        throw EngineError(ErrorCode::Shape, msg.str(), ErrorKind::RangeError);
+      }
+    }
+  }
+
+  /** Host views → tensors on the model's device (pinned staging + async copy on CUDA). */
+  at::Tensor toDevice(const TensorView& view) {
+    at::Tensor host = wrapView(view);
+    if (device.device.is_cpu()) return host;
+    at::Tensor pinned = at::empty(host.sizes(), host.options().pinned_memory(true));
+    pinned.copy_(host);
+    at::Tensor onDevice = pinned.to(device.device, /*non_blocking=*/true);
+    if (castFloats && onDevice.is_floating_point()) onDevice = onDevice.to(computeFloat);
+    return onDevice;
+  }
+
+  c10::IValue run(std::vector<c10::IValue> args) { return module.forward(std::move(args)); }
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+
+std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->device = parseDevice(options.device);
+  if (options.threads > 0) setIntraOpThreads(options.threads);
+  if (options.precision == "fp16" || options.precision == "bf16") {
+    if (impl->device.device.is_cuda()) {
+      impl->castFloats = true;
+      impl->computeFloat = options.precision == "fp16" ? at::kHalf : at::kBFloat16;
+    }
+  } else if (options.precision != "fp32" && !options.precision.empty()) {
+    throw EngineError(ErrorCode::Argument, "precision must be fp32, fp16 or bf16", ErrorKind::RangeError);
+  }
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) throw EngineError(ErrorCode::Load, "cannot open model file '" + path + "'");
+  }
+  try {
+    prepareTorchThread();
+    impl->module = torch::jit::load(path, impl->device.device);
+    impl->module.eval();
+    // Only inputs ever need gradients (integrated gradients); this keeps IG's graph small and makes
+    // concurrent backward passes never touch shared parameter .grad fields.
+    for (auto p : impl->module.parameters()) {
+      p.requires_grad_(false);
+      impl->parameterCount += p.numel();
+      impl->parameterBytes += p.numel() * static_cast<int64_t>(p.element_size());
+    }
+    if (impl->castFloats) impl->module.to(impl->computeFloat);
+    auto method = impl->module.find_method("forward");
+    if (!method) throw EngineError(ErrorCode::Load, "TorchScript module '" + path + "' has no forward method");
+    const auto& args = method->function().getSchema().arguments();
+    for (size_t i = 1; i < args.size(); ++i) {  // argument 0 is self
+      impl->inputNames.push_back(args[i].name());
+      if (!args[i].default_value()) impl->requiredInputs = impl->inputNames.size();
+    }
+  } catch (const EngineError&) {
+    throw;
+  } catch (const c10::Error& e) {
+    throw EngineError(ErrorCode::Load,
+                      "cannot load TorchScript model '" + path + "': " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw EngineError(ErrorCode::Load, "cannot load TorchScript model '" + path + "': " + e.what());
+  }
+  return std::shared_ptr<Model>(new Model(std::move(impl)));
+}
+
+OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane) {
+  impl_->checkInputs(inputs);
+  impl_->forwardCalls.fetch_add(1);
+  applyIntraOpThreads();
+  try {
+#ifdef TORCHD_WITH_CUDA
+    std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
+    if (impl_->device.device.is_cuda()) streamGuard.emplace(impl_->streamFor(lane));
+#else
+    (void)lane;
+#endif
+    c10::InferenceMode inference;
+    std::vector<c10::IValue> args;
+    args.reserve(inputs.size());
+    std::vector<at::Tensor> borrowed;
+    for (const auto& v : inputs) {
+      at::Tensor t = impl_->toDevice(v);
+      if (t.is_cpu()) borrowed.push_back(t);
+      args.emplace_back(std::move(t));
+    }
+    c10::IValue out = impl_->run(std::move(args));
+    // Copies to the host happen on this lane's stream; low-precision results widen to fp32 for handlers.
+    OutputOptions outputOptions;
+    outputOptions.widenFloats = impl_->castFloats;
+    outputOptions.borrowed = &borrowed;
+    return toOutputNode(out, outputOptions);
+  } catch (const EngineError&) {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    throw EngineError(ErrorCode::OutOfMemory, e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    rethrowAsEngineError(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    throw EngineError(ErrorCode::OutOfMemory, "out of host memory");
+  } catch (const std::exception& e) {
+    rethrowAsEngineError(e.what());
+  }
+}
+
+IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane) {
+  if (inputs.empty()) throw EngineError(ErrorCode::Argument, "integrated gradients needs at least one input", ErrorKind::RangeError);
+  impl_->checkInputs(inputs);
+  if (options.steps < 1) throw EngineError(ErrorCode::Argument, "steps must be >= 1", ErrorKind::RangeError);
+  if (options.chunk < 0) throw EngineError(ErrorCode::Argument, "chunk must be >= 1", ErrorKind::RangeError);
+  const auto& x = inputs[0];
+  if (x.dtype != DType::Float32 && x.dtype != DType::Float64 && x.dtype != DType::Float16 &&
+      x.dtype != DType::BFloat16) {
+    throw EngineError(ErrorCode::DType,
+                      std::string("integrated gradients needs a floating-point input, got ") + dtypeName(x.dtype),
+                      ErrorKind::TypeError);
+  }
+  if (x.shape.empty()) throw EngineError(ErrorCode::Shape, "integrated gradients needs a batch dimension", ErrorKind::RangeError);
+  int64_t n = x.shape[0];
+  if (static_cast<int64_t>(options.target.size()) != n) {
+    throw EngineError(ErrorCode::Argument,
+                      "target has " + std::to_string(options.target.size()) + " entries for a batch of " +
+                          std::to_string(n),
+                      ErrorKind::RangeError);
+  }
+  Quadrature rule = options.method == IgMethod::GaussLegendre ? gaussLegendre(options.steps)
+                                                               : riemannTrapezoid(options.steps);
+  applyIntraOpThreads();
+  try {
+#ifdef TORCHD_WITH_CUDA
+    std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
+    if (impl_->device.device.is_cuda()) streamGuard.emplace(impl_->streamFor(lane));
+#else
+    (void)lane;
+#endif
+    // Gradients are the point here: make sure no InferenceMode/no-grad leaks in from the caller.
+    c10::InferenceMode notInference(false);
+    torch::AutoGradMode grad(true);
+    std::vector<at::Tensor> tensors;
+    for (const auto& v : inputs) tensors.push_back(impl_->toDevice(v));
+    at::Tensor baseline;
+    if (options.baseline) {
+      const auto& b = *options.baseline;
+      if (b.dtype != x.dtype) {
+        throw EngineError(ErrorCode::DType, "baseline dtype must equal the input's", ErrorKind::TypeError);
+      }
+      std::vector<int64_t> inner(x.shape.begin() + 1, x.shape.end());
+      if (elementCount(b.shape) * dtypeSize(b.dtype) != b.byteLength) {
+        throw EngineError(ErrorCode::Shape, "baseline data does not fill its shape", ErrorKind::RangeError);
+      }
+      if (b.shape != x.shape && b.shape != inner) {
+        throw EngineError(ErrorCode::Shape, "baseline shape must equal the input's (with or without the batch dim)",
+                          ErrorKind::RangeError);
+      }
+      baseline = impl_->toDevice(b).expand(tensors[0].sizes()).contiguous();
+    } else {
+      baseline = at::zeros_like(tensors[0]);
+    }
+    ForwardFn forward = [this](std::vector<c10::IValue> args) { return impl_->run(std::move(args)); };
+    return computeIntegratedGradients(forward, tensors, baseline, options.target, rule, options.chunk);
+  } catch (const EngineError&) {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    throw EngineError(ErrorCode::OutOfMemory, e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    rethrowAsEngineError(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    throw EngineError(ErrorCode::OutOfMemory, "out of host memory");
+  } catch (const std::exception& e) {
+    rethrowAsEngineError(e.what());
+  }
+}
+
+const std::string& Model::path() const { return impl_->path; }
+const std::string& Model::device() const { return impl_->device.name; }
+const std::vector<std::string>& Model::inputNames() const { return impl_->inputNames; }
+size_t Model::requiredInputs() const { return impl_->requiredInputs; }
+int64_t Model::parameterCount() const { return impl_->parameterCount; }
+int64_t Model::parameterBytes() const { return impl_->parameterBytes; }
+uint64_t Model::forwardCalls() const { return impl_->forwardCalls.load(); }
+
+}  // namespace torchd

@@ -1,0 +1,82 @@
+// A TorchScript module loaded once onto one device. forward() and integratedGradients() are safe
+// to call from several threads at once: they share the one module (weights are never copied).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tensor_io.h"
+
+namespace torchd {
+
+struct LoadOptions {
+  /** "cpu", "cuda" or "cuda:N". */
+  std::string device = "cpu";
+  /** LibTorch intra-op threads, process-wide (0 = leave LibTorch's setting). */
+  int threads = 0;
+  /** CUDA only: "fp32", "fp16" or "bf16" (weights and float inputs cast; float outputs come back fp32). */
+  std::string precision = "fp32";
+};
+
+enum class IgMethod { GaussLegendre, RiemannTrapezoid };
+
+struct IgOptions {
+  /** Target index per example into forward's output flattened to [N, K]. */
+  std::vector<int64_t> target;
+  int steps = 15;
+  IgMethod method = IgMethod::GaussLegendre;
+  /** Same shape as inputs[0], or inputs[0]'s shape without the batch dim; zeros when absent. */
+  std::optional<TensorView> baseline;
+  /** Integration steps per forward/backward pass (each step holds N scaled copies); 0 = all steps. */
+  int chunk = 0;
+};
+
+struct IgResult {
+  /** Attributions for inputs[0], its shape, float dtype of the input. */
+  OutputNode attributions;
+  /** Per example: sum(attributions) - (F(x)_t - F(baseline)_t). */
+  std::vector<double> delta;
+};
+
+/** Sets LibTorch's intra-op thread count for every thread that runs model work (n >= 1). */
+void setIntraOpThreads(int n);
+/** The intra-op thread count in effect on the calling thread. */
+int intraOpThreads();
+/** Run first on every thread that will call into LibTorch (sets the intra-op thread count). */
+void prepareTorchThread();
+
+class Model {
+ public:
+  /** Loads and warms the module. Throws EngineError E_LOAD, E_DEVICE or E_ARGUMENT. */
+  static std::shared_ptr<Model> load(const std::string& path, const LoadOptions& options);
+  ~Model();
+
+  /**
+   * Runs forward under InferenceMode. `lane` picks the CUDA stream (one per executor thread).
+   * Throws EngineError E_ARGUMENT, E_DTYPE, E_SHAPE, E_FORWARD or E_OOM.
+   */
+  OutputNode forward(const std::vector<TensorView>& inputs, int lane = 0);
+  /** Integrated gradients w.r.t. inputs[0]; same errors as forward. */
+  IgResult integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane = 0);
+
+  const std::string& path() const;
+  /** The settled device, e.g. "cpu" or "cuda:0". */
+  const std::string& device() const;
+  /** forward's argument names without `self`. */
+  const std::vector<std::string>& inputNames() const;
+  /** How many inputs forward needs at least (arguments without default values). */
+  size_t requiredInputs() const;
+  int64_t parameterCount() const;
+  int64_t parameterBytes() const;
+  uint64_t forwardCalls() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace torchd
