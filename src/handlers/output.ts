@@ -1,0 +1,165 @@
+// Model output → JSON: tensors as nested arrays, class scores as top-k / argmax / probabilities / logits,
+// and a serializer that keeps label order and yields to the event loop on big bodies.
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { InternalServerError } from '../errors.js';
+import type { ModelVersion } from '../engine/types.js';
+import type { OutputTree, Tensor } from '../native.js';
+import { isTensor, tensorValues } from './tensors.js';
+
+/**
+ * An object whose key order matters (top-k labels in descending probability). Plain JS objects put
+ * integer-like keys ("281") first in ascending order; serializeJson writes these entries in order.
+ * `toJSON` keeps plain JSON.stringify working (with JS key order).
+ */
+export class OrderedJson {
+  constructor(readonly entries: [string, unknown][]) {}
+  toJSON(): Record<string, unknown> {
+    return Object.fromEntries(this.entries);
+  }
+}
+
+/** Nested arrays of `values` in `shape` (row-major). */
+function nest(values: ArrayLike<unknown>, shape: number[], offset = 0, dim = 0): unknown {
+  if (dim === shape.length) return values[offset];
+  const n = shape[dim];
+  let stride = 1;
+  for (let d = dim + 1; d < shape.length; d++) stride *= shape[d];
+  const out = new Array(n);
+  if (dim === shape.length - 1) {
+    for (let i = 0; i < n; i++) out[i] = values[offset + i];
+  } else {
+    for (let i = 0; i < n; i++) out[i] = nest(values, shape, offset + i * stride, dim + 1);
+  }
+  return out;
+}
+
+/** A tensor as nested arrays (a 0-d tensor as its value), `dropDims` leading dimensions removed (they must be 1). */
+export function tensorToJson(t: Tensor, dropDims = 0): unknown {
+  return nest(tensorValues(t), t.shape.slice(dropDims));
+}
+
+/** Tensors → nested arrays, tuples/lists → arrays, dicts → objects, scalars as they are. */
+export function outputToJson(out: OutputTree): unknown {
+  if (isTensor(out)) return tensorToJson(out);
+  if (Array.isArray(out)) return out.map(outputToJson);
+  if (out !== null && typeof out === 'object') {
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, outputToJson(v)]));
+  }
+  return out;
+}
+
+/** The class-score tensor of an output: the tensor itself, the first of a tuple, `logits`/first value of a dict. */
+export function scoresTensor(out: OutputTree): Tensor | undefined {
+  if (isTensor(out)) return out;
+  if (Array.isArray(out)) return out.length ? scoresTensor(out[0]) : undefined;
+  if (out !== null && typeof out === 'object') {
+    const values = Object.values(out);
+    return scoresTensor((out as Record<string, OutputTree>).logits ?? values[0]);
+  }
+  return undefined;
+}
+
+/** One example's class scores (the output must be [1, classes] or [classes]). */
+export function scoresRow(out: OutputTree, what = 'class scores'): number[] {
+  const t = scoresTensor(out);
+  if (!t || t.shape.length === 0 || t.shape.slice(0, -1).some((d) => d !== 1)) {
+    const shape = t ? `[${t.shape.join(', ')}]` : 'no tensor';
+    throw new InternalServerError(`Model output ${shape} is not ${what} of one example ([1, classes]); use the tensor handler for other outputs`);
+  }
+  return Array.from(tensorValues(t), Number);
+}
+
+export function softmax(logits: number[]): number[] {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const exps = logits.map((v) => Math.exp(v - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((e) => e / sum);
+}
+
+export function argmax(values: number[]): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+/** Post-processes one example's output for the model's handler (image_classifier output modes; tensor → JSON). */
+export function postprocessRow(mv: ModelVersion, out: OutputTree): unknown {
+  const h = mv.spec.handler;
+  if (h.name === 'tensor') return outputToJson(out);
+  const logits = scoresRow(out);
+  switch (h.output) {
+    case 'logits':
+      return logits;
+    case 'probabilities':
+      return softmax(logits);
+    case 'argmax':
+      return argmax(logits);
+    case 'topk': {
+      const probs = softmax(logits);
+      const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
+      const labels = mv.spec.labels;
+      return new OrderedJson(order.slice(0, Math.min(h.topk, probs.length)).map((i) => [labels?.[String(i)] ?? String(i), probs[i]]));
+    }
+  }
+}
+
+/**
+ * JSON text of a response body: like JSON.stringify, but OrderedJson keeps its key order and long arrays
+ * are written in slices with event-loop yields in between (an ImageNet attribution is 150k numbers).
+ */
+export async function serializeJson(body: unknown): Promise<string> {
+  const parts: string[] = [];
+  const budget = { n: 0 };
+  await write(body, parts, budget);
+  return parts.join('');
+}
+
+const YIELD_EVERY = 1 << 15;
+
+async function write(v: unknown, out: string[], budget: { n: number }): Promise<void> {
+  if (v instanceof OrderedJson) {
+    out.push('{');
+    let first = true;
+    for (const [k, x] of v.entries) {
+      if (x === undefined) continue;
+      out.push(`${first ? '' : ','}${JSON.stringify(k)}:`);
+      first = false;
+      await write(x, out, budget);
+    }
+    out.push('}');
+    return;
+  }
+  if (Array.isArray(v)) {
+    if (v.every((x) => typeof x === 'number')) {
+      out.push(JSON.stringify(v));
+      budget.n += v.length;
+    } else {
+      out.push('[');
+      for (let i = 0; i < v.length; i++) {
+        if (i) out.push(',');
+        if (v[i] === undefined || typeof v[i] === 'function') out.push('null');
+        else await write(v[i], out, budget);
+      }
+      out.push(']');
+    }
+    if (budget.n >= YIELD_EVERY) {
+      budget.n = 0;
+      await yieldToLoop();
+    }
+    return;
+  }
+  if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON !== 'function' && !ArrayBuffer.isView(v)) {
+    out.push('{');
+    let first = true;
+    for (const [k, x] of Object.entries(v)) {
+      if (x === undefined || typeof x === 'function') continue;
+      out.push(`${first ? '' : ','}${JSON.stringify(k)}:`);
+      first = false;
+      await write(x, out, budget);
+    }
+    out.push('}');
+    return;
+  }
+  out.push(JSON.stringify(v) ?? 'null');
+}
