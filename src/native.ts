@@ -119,8 +119,18 @@ export function nativeErrorCode(error: unknown): NativeErrorCode | undefined {
   return error instanceof NativeError ? (error as NativeError).code : undefined;
 }
 
-/** Re-creates a native rejection here so its stack shows the JS caller (native ones have none). */
-function rethrow(error: unknown): never {
+/** Where a call entered this module; V8 formats the stack lazily, so capturing it is cheap. */
+function callSite(entry: Function): { stack?: string } {
+  const site: { stack?: string } = {};
+  Error.captureStackTrace(site, entry);
+  return site;
+}
+
+/**
+ * Re-creates a native rejection with the caller's stack (native errors are born in a completion
+ * callback and carry none), keeping its kind (Error/TypeError/RangeError) and `.code`.
+ */
+function rethrow(error: unknown, site: { stack?: string }): never {
   if (!(error instanceof Error) || !NATIVE_ERROR_CODES.has((error as { code?: unknown }).code as string)) throw error;
   const code = (error as unknown as { code: NativeErrorCode }).code;
   let out: Error;
@@ -128,6 +138,8 @@ function rethrow(error: unknown): never {
   else if (error instanceof RangeError) out = new RangeError(error.message);
   else out = new NativeError(code, error.message);
   (out as { code?: NativeErrorCode }).code = code;
+  const frames = site.stack?.split('\n').slice(1).join('\n');
+  if (frames) out.stack = `${out.name}: ${out.message}\n${frames}`;
   throw out;
 }
 
@@ -208,23 +220,25 @@ class LoadedModel implements Model {
     try {
       this.raw.setWorkers(n);
     } catch (error) {
-      rethrow(error);
+      rethrow(error, callSite(this.setWorkers));
     }
   }
 
   async forward(inputs: Tensor[]): Promise<OutputTree> {
+    const site = callSite(this.forward);
     try {
       return await this.raw.forward(inputs);
     } catch (error) {
-      rethrow(error);
+      rethrow(error, site);
     }
   }
 
   async integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult> {
+    const site = callSite(this.integratedGradients);
     try {
       return await this.raw.integratedGradients(inputs, options);
     } catch (error) {
-      rethrow(error);
+      rethrow(error, site);
     }
   }
 
@@ -238,10 +252,11 @@ class LoadedModel implements Model {
  * threads. Rejects with E_LOAD (missing / not a TorchScript model), E_DEVICE, or E_ARGUMENT.
  */
 export async function loadModel(path: string, options: LoadOptions = {}): Promise<Model> {
+  const site = callSite(loadModel);
   const native = loadAddon();
   try {
     return new LoadedModel(await native.loadModel(path, options));
   } catch (error) {
-    rethrow(error);
+    rethrow(error, site);
   }
 }
