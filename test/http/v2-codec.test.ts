@@ -43,7 +43,7 @@ test('every numeric datatype decodes from JSON to the matching typed array', (t)
   for (const [datatype, data, dtype, expected] of cases) {
     const r = decodeInferRequest(json({ inputs: [{ name: 'a', shape: [3], datatype, data }] }));
     const x = r.inputs[0].tensor!;
-    t.is(x.dtype, dtype, datatype);
+    t.is(x.dtype as string, dtype, datatype);
     t.deepEqual(Array.from(x.data as ArrayLike<unknown>), expected, datatype);
   }
 });

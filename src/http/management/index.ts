@@ -219,14 +219,16 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
     sendJson(res, 200, body);
   }));
 
-  const resolveName = (req: Request): string => {
-    const name = checkName(req.params.model_name as string, 'model name');
-    if (!registry.names().includes(name)) throw new ModelNotFoundError(name);
-    return name;
-  };
   const versionParam = (req: Request): string | undefined => {
     const v = req.params.model_version as string | undefined;
     return v === undefined ? undefined : checkName(v, 'model version');
+  };
+  const resolveName = (req: Request): string => {
+    const name = checkName(req.params.model_name as string, 'model name');
+    // Both path names are validated before either is looked up, so a traversal attempt is always a 400.
+    versionParam(req);
+    if (!registry.names().includes(name)) throw new ModelNotFoundError(name);
+    return name;
   };
 
   const describeRoute = wrap((req, res) => {
