@@ -13,8 +13,8 @@ interface Coefficients {
   start: Int32Array;
   /** number of taps per output index */
   count: Int32Array;
-  /** `ksize` fixed-point weights per output index */
-  weights: Int32Array;
+  /** `ksize` fixed-point weights per output index (integers, held as doubles so sums never leave V8's double path) */
+  weights: Float64Array;
   ksize: number;
 }
 
@@ -26,7 +26,7 @@ function coefficients(inSize: number, outSize: number): Coefficients {
   const ksize = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
   const count = new Int32Array(outSize);
-  const weights = new Int32Array(outSize * ksize);
+  const weights = new Float64Array(outSize * ksize);
   const k = new Float64Array(ksize);
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -97,46 +97,52 @@ export function resizeBilinearWindow(
   const cols = x1 - x0;
   const rows = rowLast - rowFirst;
 
-  // Horizontal pass → uint8 intermediate (rows × cols), as Pillow does.
+  // Horizontal pass → uint8 intermediate (rows × cols), as Pillow does. All channels of a pixel are
+  // accumulated together (one pass over the taps), which is what keeps this cheap in JS.
   const mid = new Uint8Array(rows * cols * channels);
+  const acc = new Float64Array(channels);
   for (let r = 0; r < rows; r++) {
     const inRow = (rowFirst + r) * inW * channels;
     const midRow = r * cols * channels;
     for (let xi = 0; xi < cols; xi++) {
       const xx = x0 + xi;
+      const m = midRow + xi * channels;
       if (!hc) {
-        for (let c = 0; c < channels; c++) mid[midRow + xi * channels + c] = src[inRow + xx * channels + c];
+        for (let c = 0; c < channels; c++) mid[m + c] = src[inRow + xx * channels + c];
         continue;
       }
-      const s = hc.start[xx];
       const n = hc.count[xx];
       const kb = xx * hc.ksize;
-      for (let c = 0; c < channels; c++) {
-        let ss = HALF;
-        for (let x = 0; x < n; x++) ss += src[inRow + (s + x) * channels + c] * hc.weights[kb + x];
-        mid[midRow + xi * channels + c] = clip8(ss);
+      let p = inRow + hc.start[xx] * channels;
+      acc.fill(HALF);
+      for (let x = 0; x < n; x++, p += channels) {
+        const w = hc.weights[kb + x];
+        for (let c = 0; c < channels; c++) acc[c] += src[p + c] * w;
       }
+      for (let c = 0; c < channels; c++) mid[m + c] = clip8(acc[c]);
     }
   }
 
   // Vertical pass into the window.
+  const midStride = cols * channels;
   for (let yy = y0; yy < y1; yy++) {
     const outRow = (yy - win.top) * win.width * channels;
+    const n = vc ? vc.count[yy] : 1;
+    const kb = vc ? yy * vc.ksize : 0;
+    const first = (vc ? vc.start[yy] : yy) - rowFirst;
     for (let xi = 0; xi < cols; xi++) {
       const o = outRow + (x0 + xi - win.left) * channels;
+      let p = first * midStride + xi * channels;
       if (!vc) {
-        const m = ((yy - rowFirst) * cols + xi) * channels;
-        for (let c = 0; c < channels; c++) out[o + c] = mid[m + c];
+        for (let c = 0; c < channels; c++) out[o + c] = mid[p + c];
         continue;
       }
-      const s = vc.start[yy] - rowFirst;
-      const n = vc.count[yy];
-      const kb = yy * vc.ksize;
-      for (let c = 0; c < channels; c++) {
-        let ss = HALF;
-        for (let y = 0; y < n; y++) ss += mid[((s + y) * cols + xi) * channels + c] * vc.weights[kb + y];
-        out[o + c] = clip8(ss);
+      acc.fill(HALF);
+      for (let y = 0; y < n; y++, p += midStride) {
+        const w = vc.weights[kb + y];
+        for (let c = 0; c < channels; c++) acc[c] += mid[p + c] * w;
       }
+      for (let c = 0; c < channels; c++) out[o + c] = clip8(acc[c]);
     }
   }
   return out;
