@@ -180,7 +180,7 @@ test('output trees are named output{i} / dict keys and encode to JSON or binary'
 
   const outs = namedOutputs([y, k]);
   const asJson = encodeInferResponse({ id: 'q', model_name: 'm', model_version: '1' }, outs, () => false);
-  t.is(asJson.contentType, 'application/json');
+  t.is(asJson.contentType, 'application/json; charset=utf-8');
   t.is(asJson.headerLength, undefined);
   const parsed = JSON.parse(Buffer.concat(asJson.chunks).toString());
   t.deepEqual(parsed, {

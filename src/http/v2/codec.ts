@@ -432,6 +432,6 @@ export function encodeInferResponse(
     return { ...base, data: o.tensor ? tensorToJson(o.tensor) : o.strings };
   });
   const header = Buffer.from(JSON.stringify({ ...head, outputs: jsonOutputs }), 'utf8');
-  if (tails.length === 0) return { chunks: [header], contentType: 'application/json' };
+  if (tails.length === 0) return { chunks: [header], contentType: 'application/json; charset=utf-8' };
   return { chunks: [header, ...tails], headerLength: header.length, contentType: 'application/octet-stream' };
 }
