@@ -1,0 +1,119 @@
+// `torchd start` (serve a model store in the foreground) and `torchd archive` (write a .mar).
+import { Command, Option } from 'commander';
+import { runArchive } from './archiver/index.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { serverVersion } from './http/app.js';
+import { startServer } from './server.js';
+
+interface StartFlags {
+  modelStore?: string;
+  models?: string;
+  tsConfig?: string;
+  inferenceAddress?: string;
+  managementAddress?: string;
+  metricsAddress?: string;
+  enableTokenAuth?: boolean;
+  disableTokenAuth?: boolean;
+  foreground?: boolean;
+  logLevel?: string;
+}
+
+async function start(flags: StartFlags): Promise<void> {
+  const logger = createLogger(flags.logLevel ? { level: flags.logLevel as 'info' } : {});
+  const config = await loadConfig(flags.tsConfig, {
+    modelStore: flags.modelStore,
+    models: flags.models,
+    inferenceAddress: flags.inferenceAddress,
+    managementAddress: flags.managementAddress,
+    metricsAddress: flags.metricsAddress,
+    enableTokenAuth: flags.disableTokenAuth ? false : flags.enableTokenAuth,
+  });
+  const server = await startServer(config, { logger });
+  let signals = 0;
+  const stop = (signal: NodeJS.Signals) => {
+    // A second signal means "now": skip the grace period.
+    if (++signals > 1) process.exit(1);
+    logger.info({ signal }, 'signal received');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+interface ArchiveFlags {
+  modelName: string;
+  version: string;
+  serializedFile: string;
+  handler: string;
+  extraFiles?: string;
+  config?: string;
+  exportPath: string;
+  force?: boolean;
+}
+
+async function archive(flags: ArchiveFlags): Promise<void> {
+  const out = await runArchive({
+    ...flags,
+    extraFiles: flags.extraFiles?.split(',').map((f) => f.trim()).filter(Boolean),
+    force: flags.force === true,
+  });
+  process.stdout.write(`${out}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('torchd')
+    .description('TorchServe-compatible model server over LibTorch')
+    .version(serverVersion)
+    .showHelpAfterError();
+
+  program
+    .command('start')
+    .description('serve a model store (foreground; SIGINT/SIGTERM stop it gracefully)')
+    .option('--model-store <dir>', 'folder holding .mar archives and/or exploded model folders')
+    .option('--models <list>', 'models to load: NAME=FILE.mar[,NAME2=FILE2.mar] or all')
+    .option('--ts-config <file>', 'TorchServe config.properties')
+    .option('--inference-address <url>', 'inference listener (default http://127.0.0.1:8080)')
+    .option('--management-address <url>', 'management listener (default http://127.0.0.1:8081)')
+    .option('--metrics-address <url>', 'metrics listener (default http://127.0.0.1:8082)')
+    .option('--enable-token-auth', 'require the keys written to key_file.json')
+    .option('--disable-token-auth', 'TorchServe spelling: no token auth (the default)')
+    .option('--foreground', 'accepted for TorchServe compatibility; torchd always runs in the foreground')
+    .addOption(new Option('--ncs', 'accepted for TorchServe compatibility (no config snapshots)').hideHelp())
+    .addOption(new Option('--log-level <level>', 'pino level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .action((flags: StartFlags) => start(flags));
+
+  program
+    .command('archive')
+    .description('write a model archive (.mar) from a TorchScript file')
+    .requiredOption('--model-name <name>', 'model name')
+    .option('--version <version>', 'model version', '1.0')
+    .requiredOption('--serialized-file <file>', 'TorchScript file (torch.jit.save)')
+    .option('--handler <name>', 'built-in handler: image_classifier or tensor', 'image_classifier')
+    .option('--extra-files <files>', 'comma-separated files to add at the archive root (e.g. index_to_name.json)')
+    .option('--config <file>', 'model-config.yaml to include')
+    .option('--export-path <dir>', 'where to write NAME.mar', '.')
+    .option('--force', 'overwrite an existing archive')
+    .action((flags: ArchiveFlags) => archive(flags));
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    const message = err instanceof ConfigError ? err.message : `torchd: ${(err as Error).message ?? String(err)}`;
+    process.stderr.write(`${message}\n`);
+    process.exit(err instanceof ConfigError ? 2 : 1);
+  }
+}
+
+// Run when executed (bin/torchd.js imports this module), not when a test imports buildProgram.
+const entry = process.argv[1] ?? '';
+if (/(^|[\\/])(torchd(\.js)?|cli\.[jt]s)$/.test(entry)) await main();

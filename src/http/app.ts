@@ -1,0 +1,181 @@
+// The inference listener as an Express app (it never listens: src/server.ts does). Routes are
+// mounted from the same table that generates the OpenAPI document; each route stays thin:
+// resolve the model (404 before reading the body), parse the body, call the handler, send JSON.
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { readFileSync } from 'node:fs';
+import { MethodNotAllowedError } from '../errors.js';
+import type { ModelVersion } from '../engine/types.js';
+import * as handlers from '../handlers/index.js';
+import { buildApiDescription, buildModelDescription, inferenceRoutes, type OpenApiDocument, type RouteDefinition } from './api-description.js';
+import { errorMiddleware, notFound, requestId } from './errors.js';
+import { clientSignal, createBodyParsers, queryOf } from './inputs.js';
+import { requestLog } from './request-log.js';
+import type { AppDeps } from './types.js';
+
+/** torchd's version, from package.json (two levels up from both src/http and dist/http). */
+export const serverVersion: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+export interface InferenceAppOptions {
+  /** Token check (src/http/auth.ts requireToken) for every route but /ping. */
+  authenticate?: RequestHandler;
+  /** Extra routers mounted before the 404 fallback, e.g. `{'/v2': v2Router(deps)}`. */
+  mounts?: Record<string, RequestHandler>;
+}
+
+type Handler = (req: Request, res: Response) => Promise<void> | void;
+
+export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions = {}): express.Express {
+  const { registry, config, logger, metrics } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag');
+  app.set('query parser', 'simple');
+  const bodies = createBodyParsers(config.maxRequestSize);
+  let description: OpenApiDocument | undefined;
+  const apiDescription: Handler = (_req, res) => {
+    description ??= buildApiDescription(serverVersion);
+    sendJson(res, 200, description);
+  };
+
+  /** Resolves `:model_name[/:model_version]`, 404s before any body is read. */
+  const resolveModel: RequestHandler = (req, res, next) => {
+    const name = param(req, 'model_name')!;
+    res.locals.model = name;
+    const mv = registry.resolve(name, param(req, 'model_version'));
+    res.locals.version = mv.spec.version;
+    res.locals.mv = mv;
+    next();
+  };
+  const handlerOptions = (req: Request, res: Response) => ({
+    query: queryOf(req),
+    signal: clientSignal(res),
+    deadline: Date.now() + ((res.locals.mv as ModelVersion).settings.responseTimeout ?? config.defaultResponseTimeout) * 1000,
+    metrics,
+  });
+  const predict: Handler = async (req, res) => {
+    const mv = res.locals.mv as ModelVersion;
+    await sendResult(res, await handlers.predict(mv, res.locals.inputs, handlerOptions(req, res)));
+  };
+  const explain: Handler = async (req, res) => {
+    const mv = res.locals.mv as ModelVersion;
+    await sendResult(res, await handlers.explain(mv, res.locals.inputs, handlerOptions(req, res)));
+  };
+  const modelInputRoute = (h: Handler): RequestHandler[] => [resolveModel, ...bodies.inputs, wrap(h)];
+  const kserveRoute = (h: Handler): RequestHandler[] => [resolveModel, ...bodies.jsonEnvelope, wrap(h)];
+
+  const routeHandlers: Record<string, RequestHandler[]> = {
+    apiDescription: [wrap(apiDescription)],
+    apiDescriptionGet: [wrap(apiDescription)],
+    ping: [
+      wrap((_req, res) => {
+        const healthy = registry.healthy();
+        sendJson(res, healthy ? 200 : 500, { status: healthy ? 'Healthy' : 'Unhealthy' });
+      }),
+    ],
+    predict: modelInputRoute(predict),
+    predictPut: modelInputRoute(predict),
+    predictVersion: modelInputRoute(predict),
+    predictVersionPut: modelInputRoute(predict),
+    explain: modelInputRoute(explain),
+    explainPut: modelInputRoute(explain),
+    explainVersion: modelInputRoute(explain),
+    explainVersionPut: modelInputRoute(explain),
+    modelDescription: [
+      resolveModel,
+      wrap((req, res) => {
+        const name = param(req, 'model_name')!;
+        const mv = res.locals.mv as ModelVersion;
+        const versions = registry.versions(name).map((v) => v.spec.version);
+        sendJson(res, 200, buildModelDescription(name, versions, registry.defaultVersion(name), mv.spec.handler.name, serverVersion));
+      }),
+    ],
+    kserveV1Predict: kserveRoute(async (req, res) => {
+      await sendResult(res, await handlers.kserveV1Predict(res.locals.mv as ModelVersion, req.body, handlerOptions(req, res)));
+    }),
+    kserveV1Explain: kserveRoute(async (req, res) => {
+      await sendResult(res, await handlers.kserveV1Explain(res.locals.mv as ModelVersion, req.body, handlerOptions(req, res)));
+    }),
+    kserveV1List: [wrap((_req, res) => sendJson(res, 200, { models: registry.names() }))],
+    kserveV1Ready: [
+      resolveModel,
+      wrap((_req, res) => {
+        const mv = res.locals.mv as ModelVersion;
+        sendJson(res, 200, { name: mv.spec.name, ready: mv.ready });
+      }),
+    ],
+  };
+
+  app.use(requestId);
+  app.use(requestLog(logger, metrics));
+  // Health checks (load balancers, kubelets) carry no token, as in TorchServe.
+  const pingPath = '/ping';
+  if (options.authenticate) {
+    const auth = options.authenticate;
+    app.use((req, res, next) => (req.path === pingPath || req.path === `${pingPath}/` ? next() : auth(req, res, next)));
+  }
+
+  const router = express.Router({ strict: false });
+  // Grouped by path in table order, each path's methods then its 405 fallback: a known path with
+  // another method is 405, not 404 (`GET /` included), and `GET /v1/models/m:predict` reaches the
+  // `:predict` path's 405 before the readiness route could read "m:predict" as a model name.
+  const byPath = new Map<string, RouteDefinition[]>();
+  for (const route of inferenceRoutes) byPath.set(route.path, [...(byPath.get(route.path) ?? []), route]);
+  for (const [openApiPath, routes] of byPath) {
+    const path = expressPath(openApiPath);
+    for (const route of routes) {
+      const chain = routeHandlers[route.operationId];
+      if (!chain) throw new Error(`no handler for route ${route.operationId}`);
+      const label = `${route.method.toUpperCase()} ${route.path}`;
+      router[route.method](path, (_req: Request, res: Response, next: NextFunction) => {
+        res.locals.route = label;
+        next();
+      }, ...chain);
+    }
+    const allowed = routes.map((r) => r.method.toUpperCase()).join(', ');
+    router.all(path, (req, res, next) => {
+      res.setHeader('Allow', allowed);
+      next(new MethodNotAllowedError(`Method ${req.method} is not allowed on ${req.path}; allowed: ${allowed}`));
+    });
+  }
+  app.use(router);
+  for (const [prefix, handler] of Object.entries(options.mounts ?? {})) app.use(prefix, handler);
+  app.use(notFound);
+  app.use(errorMiddleware(config.maxRequestSize));
+  return app;
+}
+
+/** `/v1/models/{model_name}:predict` → `/v1/models/:model_name\:predict` (path-to-regexp 8 syntax). */
+export function expressPath(openApiPath: string): string {
+  return openApiPath.replace(/:/g, '\\:').replace(/\{(\w+)\}/g, ':$1');
+}
+
+/** Route parameters are single path segments here (no wildcards), so always strings. */
+function param(req: Request, name: string): string | undefined {
+  const v = (req.params as Record<string, string | string[] | undefined>)[name];
+  return Array.isArray(v) ? v.join('/') : v;
+}
+
+function wrap(h: Handler): RequestHandler {
+  // Express 5 forwards rejected promises to the error middleware by itself.
+  return async (req, res) => {
+    await h(req, res);
+  };
+}
+
+/**
+ * A handler's result: serializeJson keeps top-k label order (integer-like labels would be reordered by
+ * JSON.stringify) and yields to the event loop while writing large attributions.
+ */
+async function sendResult(res: Response, body: unknown): Promise<void> {
+  const text = await handlers.serializeJson(body);
+  if (res.headersSent || res.destroyed) return;
+  res.status(200).type('application/json').send(text);
+}
+
+/** JSON with an explicit Content-Type (TorchServe sends none; clients should not have to guess). */
+export function sendJson(res: Response, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  res.status(status).type('application/json').send(JSON.stringify(body ?? null));
+}

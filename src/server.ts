@@ -1,0 +1,165 @@
+// Owns ports and lifecycle: builds the engine and the three apps, loads the startup models, listens,
+// and closes gracefully (stop accepting → finish in-flight requests → dispose models).
+import type { Server } from 'node:http';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { ServerConfig } from './config-types.js';
+import { isLoopback, listenTarget } from './config.js';
+import { createRegistry } from './engine/registry.js';
+import type { ModelSettings, Registry } from './engine/types.js';
+import { createInferenceApp, type InferenceAppOptions } from './http/app.js';
+import type { AppDeps } from './http/types.js';
+import { createLogger } from './logger.js';
+import { createMetrics, createMetricsApp } from './metrics/index.js';
+import { createModelStore } from './store/index.js';
+import type { ModelStore } from './store/types.js';
+import { createManagementApp, type ManagementAppOptions } from './http/management/index.js';
+import { v2Router } from './http/v2/index.js';
+import { requireToken, setupTokenAuth } from './http/auth.js';
+
+export interface ServerAddresses {
+  inference: string;
+  management: string;
+  metrics: string;
+}
+
+export interface RunningServer {
+  /** Bound addresses (the real ports when 0 was asked for), as http://host:port. */
+  addresses: ServerAddresses;
+  registry: Registry;
+  /** Token keys when enable_token_auth is on. */
+  keys?: { inferenceKey: string; managementKey: string };
+  /** Stops accepting, waits for in-flight requests (up to `graceMs`), disposes every model. Idempotent. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+}
+
+/** Server-wide ModelSettings from config; a model's own config and the `models` key override per key. */
+export function defaultSettings(config: ServerConfig): ModelSettings {
+  return {
+    batchSize: 1,
+    maxBatchDelay: 100,
+    minWorkers: config.defaultWorkersPerModel,
+    maxWorkers: config.defaultWorkersPerModel,
+    responseTimeout: config.defaultResponseTimeout,
+    device: 'cpu',
+    precision: 'fp32',
+    jobQueueSize: config.jobQueueSize,
+  };
+}
+
+export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger();
+  logger.info({ config: { ...config, ignoredKeys: undefined } }, 'settled configuration');
+  if (config.ignoredKeys.length) {
+    logger.warn({ keys: config.ignoredKeys }, 'config.properties keys torchd does not use were ignored');
+  }
+  const metrics = createMetrics();
+  const registry = createRegistry({ metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined });
+  metrics.attach(registry);
+  const store = createModelStore(config.modelStore);
+  const deps: AppDeps = { registry, store, config, logger, metrics };
+  const servers: Server[] = [];
+  let closing: Promise<void> | undefined;
+
+  const close = (graceMs = 30_000): Promise<void> =>
+    (closing ??= (async () => {
+      logger.info('shutting down: no new connections, finishing in-flight requests');
+      await Promise.all(servers.map((s) => closeGracefully(s, graceMs)));
+      await registry.close();
+      logger.info('stopped');
+    })());
+
+  try {
+    await loadStartupModels(config, store, registry, logger);
+
+    let keys: RunningServer['keys'];
+    const inferenceOptions: InferenceAppOptions = { mounts: { '/v2': v2Router(deps) } };
+    const managementOptions: ManagementAppOptions = {};
+    if (config.enableTokenAuth) {
+      keys = await setupTokenAuth(config, logger);
+      inferenceOptions.authenticate = requireToken(keys.inferenceKey);
+      managementOptions.authenticate = requireToken(keys.managementKey);
+    }
+    const inferenceApp = createInferenceApp(deps, inferenceOptions);
+    const managementApp = createManagementApp(deps, managementOptions);
+    const metricsApp = createMetricsApp(metrics);
+
+    const addresses: ServerAddresses = {
+      inference: await listen(servers, inferenceApp, config.inferenceAddress),
+      management: await listen(servers, managementApp, config.managementAddress),
+      metrics: await listen(servers, metricsApp, config.metricsAddress),
+    };
+    for (const [listener, url] of Object.entries(addresses)) {
+      const { host } = listenTarget(url);
+      if (!isLoopback(host) && !config.enableTokenAuth) {
+        logger.warn({ listener, url }, 'listening beyond loopback without token auth: anyone who can reach this address can use it');
+      }
+    }
+    logger.info({ addresses, models: registry.names() }, 'torchd ready');
+    return { addresses, registry, keys, close };
+  } catch (err) {
+    await close(0).catch(() => {});
+    throw err;
+  }
+}
+
+/** `load_models` / `--models`: `all`, `NAME=FILE` or bare `FILE` entries relative to the model store. */
+async function loadStartupModels(config: ServerConfig, store: ModelStore, registry: Registry, logger: Logger): Promise<void> {
+  const entries: { url: string; modelName?: string }[] = [];
+  for (const item of config.loadModels) {
+    if (item === 'all') for (const url of await store.list()) entries.push({ url });
+    else if (item === 'standalone' || item === '') continue;
+    else {
+      const eq = item.indexOf('=');
+      entries.push(eq > 0 ? { modelName: item.slice(0, eq), url: item.slice(eq + 1) } : { url: item });
+    }
+  }
+  // Sequential: versions register in the order given, so the first listed version is the default.
+  for (const { url, modelName } of entries) {
+    const spec = await store.load(url, { modelName });
+    const perModel = config.models[spec.name] ?? {};
+    const { marName: _m, defaultVersion, ...settings } = (perModel[spec.version] ?? perModel['*'] ?? {}) as Partial<ModelSettings> & {
+      marName?: string;
+      defaultVersion?: boolean;
+    };
+    const t0 = performance.now();
+    await registry.register(spec, settings, { loadedAtStartup: true });
+    if (defaultVersion) registry.setDefault(spec.name, spec.version);
+    logger.info({ model: spec.name, version: spec.version, url, ms: Math.round(performance.now() - t0) }, 'model loaded');
+  }
+}
+
+function listen(servers: Server[], app: (req: never, res: never) => void, address: string): Promise<string> {
+  const { host, port } = listenTarget(address);
+  const server = createServer(app as Parameters<typeof createServer>[1]);
+  // Keep-alive sockets must not outlive the grace period on shutdown (see closeGracefully).
+  server.keepAliveTimeout = 5_000;
+  servers.push(server);
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`Cannot listen on ${address}: ${err.message}`)));
+    server.listen(port, host, () => {
+      const a = server.address() as AddressInfo;
+      const shownHost = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve(`http://${shownHost}:${a.port}`);
+    });
+  });
+}
+
+/** Stop accepting, drop idle keep-alive sockets now, let busy ones finish, force-close after graceMs. */
+function closeGracefully(server: Server, graceMs: number): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
