@@ -69,3 +69,53 @@ test('requireToken: 401 InvalidKeyException without the right bearer key, pass-t
     t.deepEqual(await ok.json(), { ok: true });
   }
 });
+
+test('the whole server with token auth on: each listener takes only its own key; /ping stays open', async (t) => {
+  const { startServer } = await import('../../src/server.js');
+  const { makeEnv } = await import('../fixtures/v2/servers.js');
+  const { runArchive } = await import('../../src/archiver/index.js');
+  const env = await makeEnv();
+  t.teardown(env.cleanup);
+  await runArchive({ modelName: 'echo', version: '1', serializedFile: join(import.meta.dirname, '..', 'fixtures', 'v2', 'echo.pt'), handler: 'tensor', exportPath: env.deps.config.modelStore });
+  const keyFile = join(env.root, 'keys', 'key_file.json');
+  const server = await startServer({ ...env.deps.config, enableTokenAuth: true, keyFile }, { logger });
+  t.teardown(() => server.close(1000));
+  const { inference, management } = server.addresses;
+  const keys = JSON.parse(await readFile(keyFile, 'utf8'));
+  t.is(keys.inference.key, server.keys!.inferenceKey);
+  t.is(keys.management.key, server.keys!.managementKey);
+  t.is((await stat(keyFile)).mode & 0o777, 0o600);
+  const bearer = (k: string) => ({ Authorization: `Bearer ${k}` });
+
+  const reg = (h: Record<string, string>) => fetch(`${management}/models?url=echo.mar`, { method: 'POST', headers: h });
+  t.is((await reg({})).status, 401);
+  t.is((await reg(bearer(keys.inference.key))).status, 401, 'the inference key does not open the management API');
+  t.is((await reg(bearer(keys.management.key))).status, 200);
+
+  const infer = (h: Record<string, string>) => fetch(`${inference}/v2/models/echo/infer`, {
+    method: 'POST', headers: h, body: JSON.stringify({ inputs: [{ name: 'x', shape: [1], datatype: 'INT32', data: [5] }] }),
+  });
+  const denied = await infer({});
+  t.is(denied.status, 401);
+  t.like(await denied.json(), { code: 401, type: 'InvalidKeyException' });
+  t.is((await infer(bearer(keys.management.key))).status, 401, 'the management key does not open the inference API');
+  const ok = await infer(bearer(keys.inference.key));
+  t.is(ok.status, 200);
+  t.deepEqual((await ok.json()).outputs[0].data, [5]);
+  t.is((await fetch(`${inference}/ping`)).status, 200);
+  t.is((await fetch(`${management}/models`, { headers: bearer(keys.management.key) })).status, 200);
+});
+
+test('the whole server with token auth off: no key file, no Authorization needed', async (t) => {
+  const { startServer } = await import('../../src/server.js');
+  const { makeEnv } = await import('../fixtures/v2/servers.js');
+  const env = await makeEnv();
+  t.teardown(env.cleanup);
+  const keyFile = join(env.root, 'key_file.json');
+  const server = await startServer({ ...env.deps.config, enableTokenAuth: false, keyFile }, { logger });
+  t.teardown(() => server.close(1000));
+  t.is(server.keys, undefined);
+  await t.throwsAsync(stat(keyFile), { code: 'ENOENT' });
+  t.deepEqual(await (await fetch(`${server.addresses.management}/models`)).json(), { models: [] });
+  t.deepEqual(await (await fetch(`${server.addresses.inference}/v2/health/live`)).json(), { live: true });
+});
