@@ -1,0 +1,277 @@
+// `npm run bench [-- --quick] [-- --device cuda --precision fp32,fp16]`: the benchmark of
+// ../shared/perf.md in one run — native ceiling, torchd over HTTP, the FastAPI peer — and the report
+// bench/results/<date>-<host>.{json,md} with every figure next to its target.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ceilingAt, measureCeiling, type Ceiling } from './lib/ceiling.js';
+import { load, probe, send, type Body, type LoadResult } from './lib/http-load.js';
+import { buildReport, type Figure, type Report } from './lib/report.js';
+import {
+  ROOT, rssBytes, sample, scrape, serverSplit, startPeer, startTorchd, writeModelFolder, type Running,
+} from './lib/servers.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    device: { type: 'string', default: 'cpu' },
+    gpu: { type: 'boolean', default: false },
+    precision: { type: 'string', default: 'fp32' },
+    duration: { type: 'string' },
+    workers: { type: 'string' },
+    out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
+    'no-peer': { type: 'boolean', default: false },
+  },
+});
+
+const quick = flags.quick!;
+const device = flags.gpu ? 'cuda' : flags.device!;
+const onGpu = device.startsWith('cuda');
+const precisions = flags.precision!.split(',');
+const cores = os.availableParallelism();
+const seconds = Number(flags.duration ?? (quick ? 1 : 8));
+const concurrencies = quick ? [1, 4] : [1, 4, 16, 64];
+const workers = Number(flags.workers ?? 1);
+// One worker with all cores as intra-op threads: batching gives the parallelism (see NOTES.md).
+const threads = Math.max(1, Math.floor(cores / workers));
+const WORK = path.join(ROOT, 'bench', '.work');
+const STORE = path.join(WORK, 'store');
+const FIX = path.join(ROOT, 'test', 'fixtures', 'models');
+
+function log(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+function ensureModels(): void {
+  if (!quick && !existsSync(path.join(FIX, 'resnet18.pt'))) {
+    log('making resnet18.pt (torchvision, random weights)');
+    execFileSync('/usr/bin/python3', [path.join(FIX, 'make_models.py'), '--resnet'], { stdio: 'inherit' });
+  }
+}
+
+/** The main image model of this run: ResNet-18, or the MNIST-sized CNN in --quick mode. */
+const main = quick
+  ? { name: 'mnist', file: path.join(FIX, 'mnist.pt'), shape: [1, 1, 28, 28], preset: 'mnist' as const, image: path.join(FIX, 'images', '3.png'), imageType: 'image/png' }
+  : { name: 'resnet18', file: path.join(FIX, 'resnet18.pt'), shape: [1, 3, 224, 224], preset: 'imagenet' as const, image: path.join(FIX, 'sample.jpg'), imageType: 'image/jpeg' };
+const small = { name: 'mnist', file: path.join(FIX, 'mnist.pt'), shape: [1, 1, 28, 28], image: path.join(FIX, 'images', '3.png') };
+
+function modelSettings(batchSize: number, w = workers, precision = 'fp32') {
+  return { batchSize, maxBatchDelay: onGpu ? 2 : 5, minWorkers: w, maxWorkers: w, device, precision, responseTimeout: 300 };
+}
+
+function prepareStore(precision: string): void {
+  mkdirSync(STORE, { recursive: true });
+  const batch = onGpu ? 256 : 8;
+  writeModelFolder(STORE, { name: main.name, file: main.file, handler: 'image_classifier', config: { ...modelSettings(quick ? 16 : batch, workers, precision), handler: { preset: main.preset } } });
+  writeModelFolder(STORE, { name: `${main.name}_tensor`, file: main.file, handler: 'tensor', config: modelSettings(quick ? 16 : batch, workers, precision) });
+  if (!quick) {
+    writeModelFolder(STORE, { name: 'mnist', file: small.file, handler: 'image_classifier', config: { ...modelSettings(16, 1, 'fp32'), handler: { preset: 'mnist' } } });
+  }
+  // The same model at 1 and 4 workers for the weight-sharing figure.
+  writeModelFolder(STORE, { name: 'w1', file: main.file, handler: 'tensor', config: modelSettings(1, 1, precision) });
+  writeModelFolder(STORE, { name: 'w4', file: main.file, handler: 'tensor', config: modelSettings(1, 4, precision) });
+}
+
+/** Raw little-endian float32 input, the tensor handler's binary form. */
+function tensorBody(name: string, shape: number[]): Body {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1)).map((_, i) => ((i * 7919) % 255) / 255 - 0.5);
+  return {
+    path: `/predictions/${name}?shape=${shape.join(',')}&dtype=float32`,
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Buffer.from(data.buffer),
+  };
+}
+
+function imageBody(name: string, file: string, type: string, route = 'predictions'): Body {
+  return { path: `/${route}/${name}`, headers: { 'content-type': type }, body: readFileSync(file) };
+}
+
+interface Series {
+  label: string;
+  model: string;
+  points: (LoadResult & { meanBatch?: number; stagesMs?: Record<string, number> })[];
+}
+
+async function sweep(server: Running, label: string, model: string, body: Body, cs: number[]): Promise<Series> {
+  const series: Series = { label, model, points: [] };
+  const status = await send(server.base, body);
+  if (status !== 200) throw new Error(`${label}: warm-up request got ${status}`);
+  for (const c of cs) {
+    const before = server.metricsBase ? await scrape(server.metricsBase) : undefined;
+    const r = await load(server.base, body, c, seconds);
+    const split = before && server.metricsBase ? serverSplit(before, await scrape(server.metricsBase), model) : undefined;
+    series.points.push({ ...r, meanBatch: split?.meanBatch, stagesMs: split?.stagesMs });
+    log(`${label} c=${c}: ${r.reqPerSec.toFixed(1)} req/s p50 ${r.p50} ms p99 ${r.p99} ms${split ? ` batch ${split.meanBatch.toFixed(2)}` : ''}${r.non2xx ? ` non2xx ${r.non2xx}` : ''}`);
+  }
+  return series;
+}
+
+function best(s: Series) {
+  return s.points.reduce((a, b) => (b.reqPerSec > a.reqPerSec ? b : a));
+}
+
+async function measureRss(name: string): Promise<number> {
+  const server = await startTorchd(STORE, [name]);
+  try {
+    const body = tensorBody(name, main.shape);
+    // Every worker has run forwards before RSS is read.
+    await load(server.base, body, 8, quick ? 1 : 2);
+    return rssBytes(server.child.pid!);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** Max event-loop delay (server's own monitor) and max /ping latency while one long explanation runs. */
+async function eventLoopDuringExplanation(server: Running, body: Body): Promise<{ explainMs: number; lagMaxMs: number; pingMaxMs: number; pings: number }> {
+  await scrape(server.metricsBase!); // prom-client resets its event-loop histogram at each scrape
+  let done = false;
+  const t0 = performance.now();
+  const explanation = send(server.base, body).then((status) => {
+    done = true;
+    if (status !== 200) throw new Error(`explanation got ${status}`);
+    return performance.now() - t0;
+  });
+  let pingMaxMs = 0;
+  let pings = 0;
+  while (!done) {
+    const p0 = performance.now();
+    await fetch(`${server.base}/ping`).then((r) => r.arrayBuffer());
+    pingMaxMs = Math.max(pingMaxMs, performance.now() - p0);
+    pings++;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const explainMs = await explanation;
+  const after = await scrape(server.metricsBase!);
+  return { explainMs, lagMaxMs: sample(after, 'nodejs_eventloop_lag_max_seconds') * 1000, pingMaxMs, pings };
+}
+
+async function runOnce(precision: string): Promise<Report> {
+  const started = new Date();
+  prepareStore(precision);
+  const figures: Figure[] = [];
+  const raw: Record<string, unknown> = {};
+
+  // 1. Ceiling: the bare LibTorch loop, same file, threads, device, dtype.
+  const batches = onGpu ? [1, 8, 32, 64, 128, 256] : quick ? [1, 2, 4, 8, 16] : [1, 2, 4, 8];
+  log(`ceiling: ${main.name} batches ${batches.join(',')}`);
+  const ceiling = await measureCeiling({ model: main.file, shape: main.shape, batches, threads, device, precision, iters: quick ? 20 : onGpu ? 50 : 20, igSteps: 15 });
+  const smallCeiling: Ceiling = quick ? ceiling : await measureCeiling({ model: small.file, shape: small.shape, batches: [1, 2, 4, 8, 16], threads, device, precision: 'fp32', iters: 200, igSteps: 15 });
+  raw.ceiling = ceiling;
+  raw.smallCeiling = smallCeiling;
+
+  // 2. Start-up: process start → /ping Healthy with the main model loaded and warmed.
+  log('start-up');
+  const startup = await startTorchd(STORE, [main.name]);
+  await startup.stop();
+  figures.push({ id: 'startup', figure: 'start-up', definition: `process start → /ping Healthy with ${main.name} loaded`, value: startup.startupMs, unit: 'ms', target: '≤ 2000 ms', pass: startup.startupMs <= 2000 });
+
+  // 3. Weight sharing.
+  log('RSS 1 vs 4 workers');
+  const rss1 = await measureRss('w1');
+  const rss4 = await measureRss('w4');
+  raw.rss = { oneWorker: rss1, fourWorkers: rss4 };
+  figures.push({ id: 'rss', figure: 'weight sharing', definition: `RSS 4 workers ÷ RSS 1 worker (${main.name})`, value: rss4 / rss1, unit: 'ratio', target: '≤ 1.2', pass: rss4 / rss1 <= 1.2, note: `${(rss1 / 2 ** 20).toFixed(0)} MiB vs ${(rss4 / 2 ** 20).toFixed(0)} MiB` });
+
+  // 4. torchd over HTTP.
+  const models = quick ? [main.name, `${main.name}_tensor`] : [main.name, `${main.name}_tensor`, 'mnist'];
+  log(`torchd: ${models.join(', ')}`);
+  const torchd = await startTorchd(STORE, models);
+  const series: Series[] = [];
+  let tensorSeries: Series | undefined;
+  let overheadProbe;
+  let smallC8: LoadResult | undefined;
+  let explain;
+  let loop;
+  try {
+    series.push(await sweep(torchd, `${main.name} ${quick ? 'PNG' : 'JPEG'}`, main.name, imageBody(main.name, main.image, main.imageType), concurrencies));
+    if (!quick) series.push(await sweep(torchd, `${main.name} PNG`, main.name, imageBody(main.name, path.join(FIX, 'sample.png'), 'image/png'), concurrencies));
+    tensorSeries = await sweep(torchd, `${main.name} tensor`, `${main.name}_tensor`, tensorBody(`${main.name}_tensor`, main.shape), concurrencies);
+    series.push(tensorSeries);
+    const smallPng = imageBody('mnist', small.image, 'image/png');
+    overheadProbe = await probe(torchd.base, smallPng, quick ? 200 : 2000);
+    const smallSeries = await sweep(torchd, 'mnist PNG (peer comparison)', 'mnist', smallPng, [8]);
+    series.push(smallSeries);
+    smallC8 = smallSeries.points[0];
+    log(`mnist c=1 probe p50 ${overheadProbe.p50.toFixed(3)} ms`);
+    const smallExplain = await probe(torchd.base, imageBody('mnist', small.image, 'image/png', 'explanations'), quick ? 5 : 20, 2);
+    explain = smallExplain;
+    // The long explanation for the event-loop figure: the main model's image (150k attributions on ResNet-18).
+    loop = await eventLoopDuringExplanation(torchd, imageBody(main.name, main.image, main.imageType, 'explanations'));
+    log(`explanation ${loop.explainMs.toFixed(0)} ms: event-loop max ${loop.lagMaxMs.toFixed(1)} ms, /ping max ${loop.pingMaxMs.toFixed(1)} ms`);
+  } finally {
+    await torchd.stop();
+  }
+  raw.torchd = series;
+
+  // 5. The FastAPI peer on the same files and inputs.
+  let peerMain: LoadResult | undefined;
+  let peerSmall: LoadResult | undefined;
+  if (!flags['no-peer'] && !onGpu) {
+    log('FastAPI peer');
+    const peer = await startPeer([`${main.name}=${main.file}:${main.preset}`, `mnist=${small.file}:mnist`], threads);
+    try {
+      peerMain = (await sweep(peer, `peer ${main.name}`, main.name, imageBody(main.name, main.image, main.imageType), [4])).points[0];
+      peerSmall = (await sweep(peer, 'peer mnist PNG', 'mnist', imageBody('mnist', small.image, 'image/png'), [8])).points[0];
+    } finally {
+      await peer.stop();
+    }
+    raw.peer = { main: peerMain, small: peerSmall };
+  }
+
+  // 6. Figures of perf.md.
+  const img = best(series[0]);
+  const tensor = best(tensorSeries!);
+  const ratio = (p: typeof img) => p.reqPerSec / ceilingAt(ceiling, p.meanBatch ?? 1);
+  figures.push({
+    id: 'ceiling', figure: 'ceiling ratio', definition: `torchd req/s (${series[0].label}, best c=${img.connections}) ÷ ceiling items/s at batch ${img.meanBatch?.toFixed(2)}`,
+    value: ratio(img), unit: 'ratio', target: '≥ 0.90', pass: ratio(img) >= 0.9, note: stageNote(img),
+  });
+  figures.push({
+    id: 'tensor_ceiling', figure: 'tensor ceiling ratio', definition: `torchd req/s (${tensorSeries!.label}, best c=${tensor.connections}) ÷ ceiling items/s at batch ${tensor.meanBatch?.toFixed(2)}`,
+    value: ratio(tensor), unit: 'ratio', target: onGpu ? '≥ 0.85' : '≥ 0.95', pass: ratio(tensor) >= (onGpu ? 0.85 : 0.95), note: stageNote(tensor),
+  });
+  if (peerSmall && smallC8) {
+    const v = smallC8.reqPerSec / peerSmall.reqPerSec;
+    figures.push({ id: 'peer_small', figure: 'peer ratio, small model', definition: 'torchd ÷ FastAPI req/s, MNIST CNN, PNG, c=8', value: v, unit: 'ratio', target: '≥ 3', pass: v >= 3, note: `${smallC8.reqPerSec.toFixed(0)} vs ${peerSmall.reqPerSec.toFixed(0)} req/s` });
+  }
+  if (peerMain) {
+    const t4 = series[0].points.find((p) => p.connections === 4)!;
+    const v = t4.reqPerSec / peerMain.reqPerSec;
+    figures.push({ id: 'peer_main', figure: `peer ratio, ${main.name}`, definition: `torchd ÷ FastAPI req/s, ${series[0].label}, c=4`, value: v, unit: 'ratio', target: '≥ 1.2', pass: v >= 1.2, note: `${t4.reqPerSec.toFixed(1)} vs ${peerMain.reqPerSec.toFixed(1)} req/s` });
+  }
+  const smallB1 = smallCeiling.points.find((p) => p.batch === 1)!;
+  const overhead = overheadProbe!.p50 - smallB1.p50Ms;
+  figures.push({ id: 'overhead', figure: 'overhead', definition: 'torchd p50 (c=1, MNIST, PNG, keep-alive client) − ceiling p50 forward (batch 1)', value: overhead, unit: 'ms', target: '≤ 0.5 ms', pass: overhead <= 0.5, note: `${overheadProbe!.p50.toFixed(3)} ms − ${smallB1.p50Ms.toFixed(3)} ms` });
+  if (smallCeiling.igMs) {
+    const v = explain!.p50 / smallCeiling.igMs;
+    figures.push({ id: 'explanation', figure: 'explanation', definition: 'torchd /explanations p50 (MNIST PNG, 15 steps) ÷ ceiling IG time (15 steps)', value: v, unit: 'ratio', target: '≤ 1.1', pass: v <= 1.1, note: `${explain!.p50.toFixed(2)} ms vs ${smallCeiling.igMs.toFixed(2)} ms` });
+  }
+  figures.push({ id: 'event_loop', figure: 'event loop', definition: `max event-loop delay (server's monitorEventLoopDelay) during a ${(loop!.explainMs / 1000).toFixed(2)} s ${main.name} explanation`, value: loop!.lagMaxMs, unit: 'ms', target: '≤ 20 ms', pass: loop!.lagMaxMs <= 20, note: `max /ping latency ${loop!.pingMaxMs.toFixed(1)} ms over ${loop!.pings} pings` });
+
+  return buildReport({
+    started, quick, device, precision, cores, threads, workers, seconds, figures, ceiling, smallCeiling, series,
+    peer: { main: peerMain, small: peerSmall }, overheadProbe: overheadProbe!, explain: explain!, loop: loop!, raw,
+  });
+}
+
+function stageNote(p: Series['points'][number]): string {
+  if (!p.stagesMs) return '';
+  return 'server mean ms: ' + Object.entries(p.stagesMs).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+}
+
+ensureModels();
+mkdirSync(flags.out!, { recursive: true });
+for (const precision of precisions) {
+  const report = await runOnce(precision);
+  const stamp = report.started.slice(0, 10);
+  const host = os.hostname().replace(/[^\w.-]/g, '_');
+  const suffix = `${quick ? '-quick' : ''}${onGpu ? `-${device.replace(':', '')}-${precision}` : ''}`;
+  const base = path.join(flags.out!, `${stamp}-${host}${suffix}`);
+  writeFileSync(`${base}.json`, JSON.stringify(report, null, 1) + '\n');
+  writeFileSync(`${base}.md`, report.markdown);
+  log(`wrote ${path.relative(ROOT, base)}.json and .md`);
+  for (const f of report.figures) log(`${f.pass ? 'PASS' : 'MISS'} ${f.figure}: ${f.value.toFixed(3)} ${f.unit} (target ${f.target})`);
+}
