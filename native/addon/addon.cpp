@@ -5,7 +5,9 @@
 #include <napi.h>
 
 #include <functional>
+#include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -402,6 +404,10 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // process.exit() skips environment cleanup and goes straight to exit(): stop the executors before
+  // LibTorch's static destructors run (registered after LibTorch loaded, so it runs before them).
+  static std::once_flag exitHook;
+  std::call_once(exitHook, [] { std::atexit([] { Executor::shutdownAllForExit(); }); });
   auto* data = new AddonData();
   data->modelConstructor = Napi::Persistent(ModelWrap::Define(env));
   env.SetInstanceData<AddonData>(data);

@@ -2,14 +2,45 @@
 
 #include "errors.h"
 
+#include <set>
+
 namespace torchd {
+
+namespace {
+// Leaked on purpose: it must still exist when atexit handlers run, whatever the destructor order.
+std::mutex& registryMutex() {
+  static auto* m = new std::mutex();
+  return *m;
+}
+std::set<Executor*>& registry() {
+  static auto* r = new std::set<Executor*>();
+  return *r;
+}
+}  // namespace
 
 Executor::Executor(int workers, std::function<void()> onThreadStart)
     : onThreadStart_(std::move(onThreadStart)) {
+  {
+    std::lock_guard<std::mutex> lock(registryMutex());
+    registry().insert(this);
+  }
   resize(workers);
 }
 
-Executor::~Executor() { shutdown(); }
+Executor::~Executor() {
+  shutdown();
+  std::lock_guard<std::mutex> lock(registryMutex());
+  registry().erase(this);
+}
+
+void Executor::shutdownAllForExit() {
+  std::vector<Executor*> all;
+  {
+    std::lock_guard<std::mutex> lock(registryMutex());
+    all.assign(registry().begin(), registry().end());
+  }
+  for (Executor* e : all) e->shutdown(/*dropQueued=*/true);
+}
 
 void Executor::spawnLocked() {
   int lane = 0;
@@ -66,10 +97,11 @@ void Executor::run(int lane) {
   }
 }
 
-void Executor::shutdown() {
+void Executor::shutdown(bool dropQueued) {
   std::vector<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (dropQueued) queue_.clear();
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
     threads.swap(threads_);

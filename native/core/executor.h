@@ -27,8 +27,14 @@ class Executor {
   /** Grows now; shrinking retires idle threads as they finish their current job (never blocks). */
   void resize(int workers);
   int size() const;
-  /** Finishes queued jobs and joins all threads; later submits are dropped. Idempotent. */
-  void shutdown();
+  /** Finishes queued jobs (or drops them) and joins all threads; later submits are dropped. Idempotent. */
+  void shutdown(bool dropQueued = false);
+
+  /**
+   * For process exit (an atexit handler): drops every executor's queued jobs and waits for the
+   * running ones, so no thread is inside LibTorch while its static destructors run.
+   */
+  static void shutdownAllForExit();
 
  private:
   void run(int lane);
