@@ -36,7 +36,7 @@ async function start(t: { teardown(fn: () => Promise<void>): void }, extra = {})
 }
 
 async function post(url: string, body: Buffer | object, headers: Record<string, string> = {}) {
-  const r = await fetch(url, { method: 'POST', body: Buffer.isBuffer(body) ? body : JSON.stringify(body), headers });
+  const r = await fetch(url, { method: 'POST', body: Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body), headers });
   const raw = Buffer.from(await r.arrayBuffer());
   return { status: r.status, headers: r.headers, raw };
 }
