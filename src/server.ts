@@ -75,7 +75,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     })());
 
   try {
-    await loadStartupModels(config, store, registry, logger);
+    await loadStartupModels(config, store, registry);
 
     let keys: RunningServer['keys'];
     const inferenceOptions: InferenceAppOptions = { mounts: { '/v2': v2Router(deps) } };
@@ -109,7 +109,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 }
 
 /** `load_models` / `--models`: `all`, `NAME=FILE` or bare `FILE` entries relative to the model store. */
-async function loadStartupModels(config: ServerConfig, store: ModelStore, registry: Registry, logger: Logger): Promise<void> {
+async function loadStartupModels(config: ServerConfig, store: ModelStore, registry: Registry): Promise<void> {
   const entries: { url: string; modelName?: string }[] = [];
   for (const item of config.loadModels) {
     if (item === 'all') for (const url of await store.list()) entries.push({ url });
@@ -127,10 +127,9 @@ async function loadStartupModels(config: ServerConfig, store: ModelStore, regist
       marName?: string;
       defaultVersion?: boolean;
     };
-    const t0 = performance.now();
+    // The registry logs each load with its settled settings.
     await registry.register(spec, settings, { loadedAtStartup: true });
     if (defaultVersion) registry.setDefault(spec.name, spec.version);
-    logger.info({ model: spec.name, version: spec.version, url, ms: Math.round(performance.now() - t0) }, 'model loaded');
   }
 }
 

@@ -42,8 +42,10 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
   /** Resolves `:model_name[/:model_version]`, 404s before any body is read. */
   const resolveModel: RequestHandler = (req, res, next) => {
     const name = param(req, 'model_name')!;
-    res.locals.model = name;
+    res.locals.requestedModel = name;
     const mv = registry.resolve(name, param(req, 'model_version'));
+    // Only a resolved model becomes a metrics label: unknown names must not grow the label set.
+    res.locals.model = name;
     res.locals.version = mv.spec.version;
     res.locals.mv = mv;
     next();

@@ -9,7 +9,7 @@ export function requestLog(logger: Logger, metrics: ServerMetrics): RequestHandl
     const start = performance.now();
     res.once('close', () => {
       const ms = Math.round((performance.now() - start) * 1000) / 1000;
-      const { requestId, route, model, version, error } = res.locals as Record<string, unknown>;
+      const { requestId, route, model, requestedModel, version, error } = res.locals as Record<string, unknown>;
       const status = res.statusCode;
       metrics.request(model as string | undefined, version as string | undefined, status, ms);
       const line = {
@@ -17,7 +17,7 @@ export function requestLog(logger: Logger, metrics: ServerMetrics): RequestHandl
         method: req.method,
         url: req.originalUrl,
         route: route ?? null,
-        model: model ?? null,
+        model: model ?? requestedModel ?? null,
         version: version ?? null,
         status,
         ms,

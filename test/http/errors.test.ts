@@ -46,3 +46,11 @@ test('the server still serves after every error above', async (t) => {
   const r = await call(`${srv.url}/ping`);
   t.deepEqual(r.json, { status: 'Healthy' });
 });
+
+test('unknown model names never become metrics labels', async (t) => {
+  await call(`${srv.url}/predictions/no-such-model-xyz`, { method: 'PUT', body: 'x' });
+  await call(`${srv.url}/predictions/mnist/7.7`, { method: 'PUT', body: 'x' });
+  const text = await (await fetch(`${srv.server.addresses.metrics}/metrics`)).text();
+  t.false(text.includes('no-such-model-xyz'));
+  t.false(/model_version="7\.7"/.test(text));
+});
