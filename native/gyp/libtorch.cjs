@@ -4,7 +4,7 @@
 // Usage from binding.gyp: `node native/gyp/libtorch.cjs include|libs|ldflags|defines`.
 'use strict';
 const { execFileSync } = require('node:child_process');
-const { existsSync } = require('node:fs');
+const { existsSync, readFileSync } = require('node:fs');
 const path = require('node:path');
 
 function fromPrefix(prefix, how) {
@@ -16,11 +16,12 @@ function fromPrefix(prefix, how) {
 
 function fromPython(python) {
   try {
-    const dir = execFileSync(python, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    }).trim();
-    return dir ? fromPrefix(dir, `python torch (${python})`) : null;
+    const code = 'import os, torch; print(os.path.dirname(torch.__file__)); print(int(torch._C._GLIBCXX_USE_CXX11_ABI))';
+    const [dir, abi] = execFileSync(python, ['-c', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n');
+    const found = dir ? fromPrefix(dir, `python torch (${python})`) : null;
+    return found ? { ...found, abi } : null;
   } catch {
     return null;
   }
@@ -57,8 +58,23 @@ function find() {
   process.exit(1);
 }
 
+/** The libstdc++ ABI this LibTorch was built with, as its TorchConfig.cmake declares (never forced otherwise). */
+function cxx11Abi(libDir) {
+  const configs = [
+    path.join(libDir, '../share/cmake/Torch/TorchConfig.cmake'),
+    path.join(libDir, 'cmake/Torch/TorchConfig.cmake'),
+  ];
+  for (const config of configs) {
+    if (!existsSync(config)) continue;
+    const match = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(config, 'utf8'));
+    if (match) return match[1];
+  }
+  return undefined;
+}
+
 const torch = find();
 const cuda = existsSync(path.join(torch.libDir, 'libtorch_cuda.so'));
+const abi = torch.abi ?? cxx11Abi(torch.libDir);
 const what = process.argv[2];
 if (what === 'include') {
   console.log(torch.includes.join(' '));
@@ -70,7 +86,7 @@ if (what === 'include') {
   // --no-as-needed keeps libtorch_cuda linked so its kernels and CUDA hooks register.
   console.log([`-Wl,-rpath,${torch.libDir}`, ...(cuda ? ['-Wl,--no-as-needed'] : [])].join(' '));
 } else if (what === 'defines') {
-  console.log(cuda ? 'TORCHD_WITH_CUDA=1' : 'TORCHD_CPU_ONLY=1');
+  console.log([cuda ? 'TORCHD_WITH_CUDA=1' : 'TORCHD_CPU_ONLY=1', ...(abi ? [`_GLIBCXX_USE_CXX11_ABI=${abi}`] : [])].join(' '));
 } else {
-  console.log(JSON.stringify({ ...torch, cuda }));
+  console.log(JSON.stringify({ ...torch, cuda, cxx11Abi: abi }));
 }
