@@ -88,3 +88,16 @@ test('more steps shrink the CNN completeness delta (Gauss-Legendre converges)', 
   t.true(size(fine.delta) <= size(coarse.delta));
   await m.dispose();
 });
+
+test('two-input model: attributions for the first input, the second held fixed per example', async (t) => {
+  const m = await loadModel(fixture('two_input.pt'));
+  const left = f32(reference.two_input.left);
+  const right = f32(reference.two_input.right);
+  const r = await m.integratedGradients([left, right], { target: [0, 1, 0], steps: 3, chunk: 2 });
+  t.deepEqual(r.attributions.shape, [3, 4]);
+  // forward is linear in `left`, so completeness holds exactly: sum(attr) = F(left, right) - F(0, right).
+  for (const d of r.delta) t.true(Math.abs(d) < 1e-5, `delta ${d}`);
+  const zeroRight = await m.integratedGradients([left, { ...right, data: new Float32Array(12) }], { target: [0, 1, 0], steps: 3 });
+  // The right input only shifts the output: attributions for `left` do not depend on it.
+  t.true(maxAbsError(zeroRight.attributions.data as Float32Array, r.attributions.data as Float32Array) < 1e-6);
+});
