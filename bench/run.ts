@@ -21,6 +21,7 @@ const { values: flags } = parseArgs({
     precision: { type: 'string', default: 'fp32' },
     duration: { type: 'string' },
     workers: { type: 'string' },
+    threads: { type: 'string' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
     'no-peer': { type: 'boolean', default: false },
   },
@@ -35,7 +36,7 @@ const seconds = Number(flags.duration ?? (quick ? 1 : 8));
 const concurrencies = quick ? [1, 4] : [1, 4, 16, 64];
 const workers = Number(flags.workers ?? 1);
 // One worker with all cores as intra-op threads: batching gives the parallelism (see NOTES.md).
-const threads = Math.max(1, Math.floor(cores / workers));
+const threads = Number(flags.threads ?? Math.max(1, Math.floor(cores / workers)));
 const WORK = path.join(ROOT, 'bench', '.work');
 const STORE = path.join(WORK, 'store');
 const FIX = path.join(ROOT, 'test', 'fixtures', 'models');
@@ -113,7 +114,7 @@ function best(s: Series) {
 }
 
 async function measureRss(name: string): Promise<number> {
-  const server = await startTorchd(STORE, [name]);
+  const server = await startTorchd(STORE, [name], { threads });
   try {
     const body = tensorBody(name, main.shape);
     // Every worker has run forwards before RSS is read.
@@ -150,6 +151,7 @@ async function eventLoopDuringExplanation(server: Running, body: Body): Promise<
 
 async function runOnce(precision: string): Promise<Report> {
   const started = new Date();
+  const loadAtStart = os.loadavg();
   prepareStore(precision);
   const figures: Figure[] = [];
   const raw: Record<string, unknown> = {};
@@ -157,14 +159,15 @@ async function runOnce(precision: string): Promise<Report> {
   // 1. Ceiling: the bare LibTorch loop, same file, threads, device, dtype.
   const batches = onGpu ? [1, 8, 32, 64, 128, 256] : quick ? [1, 2, 4, 8, 16] : [1, 2, 4, 8];
   log(`ceiling: ${main.name} batches ${batches.join(',')}`);
-  const ceiling = await measureCeiling({ model: main.file, shape: main.shape, batches, threads, device, precision, iters: quick ? 20 : onGpu ? 50 : 20, igSteps: 15 });
+  // IG only where a figure uses it: the small model's (the main model's would take minutes on a CPU).
+  const ceiling = await measureCeiling({ model: main.file, shape: main.shape, batches, threads, device, precision, iters: quick ? 20 : onGpu ? 50 : 20, igSteps: quick ? 15 : undefined });
   const smallCeiling: Ceiling = quick ? ceiling : await measureCeiling({ model: small.file, shape: small.shape, batches: [1, 2, 4, 8, 16], threads, device, precision: 'fp32', iters: 200, igSteps: 15 });
   raw.ceiling = ceiling;
   raw.smallCeiling = smallCeiling;
 
   // 2. Start-up: process start → /ping Healthy with the main model loaded and warmed.
   log('start-up');
-  const startup = await startTorchd(STORE, [main.name]);
+  const startup = await startTorchd(STORE, [main.name], { threads });
   await startup.stop();
   figures.push({ id: 'startup', figure: 'start-up', definition: `process start → /ping Healthy with ${main.name} loaded`, value: startup.startupMs, unit: 'ms', target: '≤ 2000 ms', pass: startup.startupMs <= 2000 });
 
@@ -178,7 +181,7 @@ async function runOnce(precision: string): Promise<Report> {
   // 4. torchd over HTTP.
   const models = quick ? [main.name, `${main.name}_tensor`] : [main.name, `${main.name}_tensor`, 'mnist'];
   log(`torchd: ${models.join(', ')}`);
-  const torchd = await startTorchd(STORE, models);
+  const torchd = await startTorchd(STORE, models, { threads });
   const series: Series[] = [];
   let tensorSeries: Series | undefined;
   let overheadProbe;
@@ -252,7 +255,7 @@ async function runOnce(precision: string): Promise<Report> {
   figures.push({ id: 'event_loop', figure: 'event loop', definition: `max event-loop delay (server's monitorEventLoopDelay) during a ${(loop!.explainMs / 1000).toFixed(2)} s ${main.name} explanation`, value: loop!.lagMaxMs, unit: 'ms', target: '≤ 20 ms', pass: loop!.lagMaxMs <= 20, note: `max /ping latency ${loop!.pingMaxMs.toFixed(1)} ms over ${loop!.pings} pings` });
 
   return buildReport({
-    started, quick, device, precision, cores, threads, workers, seconds, figures, ceiling, smallCeiling, series,
+    started, loadAtStart, quick, device, precision, cores, threads, workers, seconds, figures, ceiling, smallCeiling, series,
     peer: { main: peerMain, small: peerSmall }, overheadProbe: overheadProbe!, explain: explain!, loop: loop!, raw,
   });
 }

@@ -25,6 +25,7 @@ interface SeriesLike {
 
 export interface ReportInput {
   started: Date;
+  loadAtStart: number[];
   quick: boolean;
   device: string;
   precision: string;
@@ -48,7 +49,7 @@ export interface Report {
   started: string;
   finished: string;
   mode: 'quick' | 'full';
-  machine: { host: string; cores: number; cpu: string; memoryGiB: number; gpu: string | null; node: string; torch: string };
+  machine: { host: string; cores: number; cpu: string; memoryGiB: number; gpu: string | null; node: string; torch: string; loadAverageAtStart: number[]; loadAverageAtEnd: number[] };
   settings: { device: string; precision: string; workers: number; intraOpThreads: number; secondsPerPoint: number };
   commands: string[];
   figures: Figure[];
@@ -92,6 +93,8 @@ export function buildReport(i: ReportInput): Report {
   const machine = {
     host: os.hostname(), cores: i.cores, cpu: cpuModel(), memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     gpu: gpuName(), node: process.version, torch: torchVersion(),
+    // Other work on the machine skews every figure; the report says how busy it was.
+    loadAverageAtStart: i.loadAtStart.map((x) => Number(x.toFixed(2))), loadAverageAtEnd: os.loadavg().map((x) => Number(x.toFixed(2))),
   };
   const commands = [
     `npm run bench --${i.quick ? ' --quick' : ''}${i.device !== 'cpu' ? ` --device ${i.device} --precision ${i.precision}` : ''}`,
@@ -101,7 +104,7 @@ export function buildReport(i: ReportInput): Report {
   ];
   const md: string[] = [];
   md.push(`# torchd benchmark — ${i.started.toISOString().slice(0, 10)} on ${machine.host}${i.quick ? ' (quick mode: MNIST-sized model only, short runs; not a measurement)' : ''}`, '');
-  md.push(`Machine: ${machine.cores} cores, ${machine.cpu}, ${machine.memoryGiB} GiB RAM, GPU: ${machine.gpu ?? 'none'}; Node ${machine.node}, torch ${machine.torch}.`);
+  md.push(`Machine: ${machine.cores} cores, ${machine.cpu}, ${machine.memoryGiB} GiB RAM, GPU: ${machine.gpu ?? 'none'}; Node ${machine.node}, torch ${machine.torch}; load average ${machine.loadAverageAtStart.join('/')} at start, ${machine.loadAverageAtEnd.join('/')} at end.`);
   md.push(`Settings: device ${i.device}, precision ${i.precision}, ${i.workers} worker(s) × ${i.threads} intra-op thread(s), ${i.seconds} s per load point; ceiling source: ${i.ceiling.source}.`, '');
   md.push('## Figures (perf.md)', '', '| figure | definition | value | target | met | note |', '|---|---|---|---|---|---|');
   for (const x of i.figures) md.push(`| ${x.figure} | ${x.definition} | ${f(x.value, x.unit === 'ms' ? 3 : 2)} ${x.unit === 'ratio' ? '' : x.unit} | ${x.target} | ${x.pass ? 'yes' : '**no**'} | ${x.note ?? ''} |`);

@@ -112,15 +112,18 @@ function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 /** Starts torchd on free loopback ports with `models` (names of folders in `store`). */
-export async function startTorchd(store: string, models: string[], env: Record<string, string> = {}): Promise<Running> {
+export async function startTorchd(store: string, models: string[], options: { threads?: number } = {}): Promise<Running> {
   const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
+  // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker).
+  const configFile = path.join(store, '..', 'config.properties');
+  writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\n`);
   const args = [
     path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', models.map((m) => `${m}=${m}`).join(','),
     '--inference-address', `http://127.0.0.1:${inf}`, '--management-address', `http://127.0.0.1:${mgmt}`,
-    '--metrics-address', `http://127.0.0.1:${met}`, '--log-level', 'warn',
+    '--metrics-address', `http://127.0.0.1:${met}`, '--log-level', 'warn', '--ts-config', configFile,
   ];
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = track(child);
   const base = `http://127.0.0.1:${inf}`;
   await waitHealthy(base, child, 120_000, logs);
