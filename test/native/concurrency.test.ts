@@ -1,6 +1,7 @@
 // Many calls at once on one module: results equal sequential ones, the event loop stays free while
 // a long integrated-gradients call runs, and workers can be resized under load.
 import test from 'ava';
+import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { loadModel, type Tensor } from '../../src/native.js';
@@ -53,11 +54,11 @@ test.serial('the event loop stays responsive (< 20 ms delay) while an IG of >= 1
   const m = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1 });
   const x: Tensor = { data: new Float32Array(8 * 784).fill(0.5), shape: [8, 1, 28, 28], dtype: 'float32' };
   let steps = 1500;
-  const delays: number[] = [];
-  // A blocked loop would show a delay as long as the whole call (>= 1 s) in every run. The machine
-  // is shared, so one run can catch a scheduler hiccup from other processes: the best of three runs
-  // must stay under 20 ms.
-  for (let attempt = 0; attempt < 6 && delays.length < 3; attempt++) {
+  const runs: { max: number; p99: number; load: number }[] = [];
+  // A loop blocked by native work shows delays as long as the call (>= 1 s) at p99 and max alike.
+  // The machine is shared, so a single sample can catch another process's scheduler hiccup: the p99
+  // must stay under 20 ms in every run, and the max in the best of up to three runs.
+  for (let attempt = 0; attempt < 6 && runs.length < 3; attempt++) {
     const histogram = monitorEventLoopDelay({ resolution: 1 });
     histogram.enable();
     const started = performance.now();
@@ -70,11 +71,20 @@ test.serial('the event loop stays responsive (< 20 ms delay) while an IG of >= 1
       steps *= 2;
       continue;
     }
-    delays.push(histogram.max / 1e6);
-    t.log(`IG of ${steps} steps took ${elapsed.toFixed(0)} ms; max event-loop delay ${(histogram.max / 1e6).toFixed(2)} ms`);
-    if (histogram.max / 1e6 < 20) break;
+    const run = { max: histogram.max / 1e6, p99: histogram.percentile(99) / 1e6, load: loadavg()[0] / cpus().length };
+    runs.push(run);
+    t.log(`IG of ${steps} steps: ${elapsed.toFixed(0)} ms; event-loop delay max ${run.max.toFixed(2)} ms, ` +
+      `p99 ${run.p99.toFixed(2)} ms; load per core ${run.load.toFixed(1)}`);
+    t.true(run.p99 < 20, `p99 event-loop delay ${run.p99} ms`);
+    if (run.max < 20) break;
   }
-  t.true(delays.length > 0, 'no IG call lasted one second');
-  t.true(Math.min(...delays) < 20, `event-loop delays ${delays.join(', ')} ms`);
+  t.true(runs.length > 0, 'no IG call lasted one second');
+  const bestMax = Math.min(...runs.map((r) => r.max));
+  if (bestMax >= 20 && runs.every((r) => r.load > 1.5)) {
+    // Other processes kept every core oversubscribed for the whole test: the max then measures them.
+    t.log(`max event-loop delay ${bestMax.toFixed(2)} ms not asserted: machine oversubscribed (load per core > 1.5)`);
+  } else {
+    t.true(bestMax < 20, `max event-loop delays ${runs.map((r) => r.max.toFixed(2)).join(', ')} ms`);
+  }
   await m.dispose();
 });
