@@ -71,6 +71,8 @@ export function buildProgram(): Command {
   const program = new Command('torchd')
     .description('TorchServe-compatible model server over LibTorch')
     .version(serverVersion)
+    // `torchd archive --version 2.0` is the model version (torch-model-archiver's flag), not torchd's.
+    .enablePositionalOptions()
     .showHelpAfterError();
 
   program
