@@ -63,7 +63,9 @@ function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
   if (!spec.inputs || spec.inputs.length === 0) return undefined;
   const tensors: Tensor[] = [];
   for (const meta of spec.inputs) {
-    const dtype = meta.dtype ?? 'float32';
+    // BYTES inputs (images, strings) have no dtype: nothing to warm up with.
+    const dtype = meta.dtype;
+    if (!dtype) return undefined;
     const Ctor = TYPED_ARRAYS[dtype];
     if (!Ctor || meta.shape.length === 0) return undefined;
     const shape = meta.shape.map((d) => (d > 0 ? d : 1));

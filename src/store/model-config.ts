@@ -38,6 +38,15 @@ const TORCHSERVE_IGNORED_KEYS = [
   'maxSequenceJobQueueSize', 'sequenceMaxIdleMSec', 'maxNumSequence', 'sequenceTimeoutMSec', 'retryCount',
 ] as const;
 
+const V2_DATATYPES = ['BOOL', 'UINT8', 'INT8', 'INT16', 'INT32', 'INT64', 'FP16', 'BF16', 'FP32', 'FP64', 'BYTES'] as const;
+
+/** A declared input/output (KServe v2 metadata; a declared input shape also lets the engine warm up at load). */
+const tensorDeclarationSchema = z.strictObject({
+  name: z.string().min(1),
+  datatype: z.enum(V2_DATATYPES),
+  shape: z.array(z.number().int().min(-1)),
+});
+
 export const modelConfigSchema = z.strictObject({
   batchSize: positiveInt.optional(),
   maxBatchDelay: z.number().nonnegative().optional(),
@@ -48,6 +57,8 @@ export const modelConfigSchema = z.strictObject({
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N').optional(),
   precision: z.enum(['fp32', 'fp16', 'bf16']).optional(),
   handler: handlerBlockSchema.optional(),
+  inputs: z.array(tensorDeclarationSchema).optional(),
+  outputs: z.array(tensorDeclarationSchema).optional(),
   ...Object.fromEntries(TORCHSERVE_IGNORED_KEYS.map((k) => [k, z.unknown().optional()])),
 });
 export type ModelConfig = z.infer<typeof modelConfigSchema>;
@@ -73,7 +84,7 @@ export function describeIssue(file: string, error: z.ZodError): string {
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => `"${k}"`).join(', ');
     const inHandler = issue.path[0] === 'handler';
-    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, handler';
+    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, handler, inputs, outputs';
     return `${file}: unknown key ${keys} in ${inHandler ? 'handler' : 'the top level'} (allowed: ${allowed})`;
   }
   return `${file}: ${where}: ${issue.message}`;

@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { BadRequestError } from '../errors.js';
-import type { ModelSpec } from '../engine/types.js';
+import type { ModelSpec, TensorMetadata } from '../engine/types.js';
+import type { DType } from '../native.js';
 import type { ModelStore } from './types.js';
 import { extractZip, listZipEntries } from './zip.js';
 import { manifestSchema, parseModelConfig, resolveHandler, settingsFromConfig, type Manifest, type ModelConfig } from './model-config.js';
@@ -123,6 +124,8 @@ export async function readModelDir(dir: string, url: string, modelName?: string)
   await assertTorchScript(serializedFile, manifest.model.serializedFile);
 
   const spec: ModelSpec = { name, version, url, dir, serializedFile, handler, settings: settingsFromConfig(config) };
+  if (config.inputs) spec.inputs = config.inputs.map(withDtype);
+  if (config.outputs) spec.outputs = config.outputs.map(withDtype);
   const labelsFile = path.join(dir, 'index_to_name.json');
   if (await exists(labelsFile)) spec.labels = labelsFromIndexToName(await readJson(labelsFile, 'index_to_name.json'), 'index_to_name.json');
   return spec;
@@ -215,4 +218,15 @@ class FolderModelStore implements ModelStore {
 /** A ModelStore over the folder `root` (the --model-store). Archives are extracted under os.tmpdir(). */
 export function createModelStore(root: string): ModelStore {
   return new FolderModelStore(root);
+}
+
+const DTYPE_OF_DATATYPE: Record<string, DType | undefined> = {
+  BOOL: 'bool', UINT8: 'uint8', INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64',
+  FP16: 'float16', BF16: 'bfloat16', FP32: 'float32', FP64: 'float64', BYTES: undefined,
+};
+
+/** A declared tensor with its engine dtype (BYTES inputs are images/strings: no dtype). */
+function withDtype(meta: TensorMetadata): TensorMetadata {
+  const dtype = DTYPE_OF_DATATYPE[meta.datatype];
+  return dtype ? { ...meta, dtype } : { ...meta };
 }

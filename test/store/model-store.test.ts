@@ -189,7 +189,7 @@ test('model config: unknown keys and bad values are refused naming the key; JSON
   const store = createModelStore(root);
   const bad: [string, string][] = [
     ['handler:\n  name: tensor\n  resize: 256\n', 'model-config.yaml: unknown key "resize" in handler (allowed: name, preset, image_size, crop_size, channels, mean, std, topk, output)'],
-    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, handler)'],
+    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, handler, inputs, outputs)'],
     ['batchSize: 0\n', 'model-config.yaml: batchSize: Too small: expected number to be >0'],
     ['device: tpu\n', 'model-config.yaml: device: expected cpu, cuda or cuda:N'],
     ['handler:\n  name: detector\n', 'Model cfg: model config handler.name "detector" is not a built-in handler (supported: image_classifier, tensor, mnist)'],
@@ -234,4 +234,25 @@ test('an archive without MANIFEST and a corrupt archive are refused', async (t) 
     instanceOf: BadRequestError,
     message: 'Model archive nomanifest.mar has no MAR-INF/MANIFEST.json; build it with "torchd archive" or TorchServe\'s torch-model-archiver',
   });
+});
+
+test('model config declares inputs/outputs (KServe v2 metadata); a bad declaration names the key', async (t) => {
+  const root = await tempStore();
+  const dir = await explodedDir(root, 'adder', { modelName: 'adder', serializedFile: 'model.pt', handler: 'tensor' });
+  await copyFile(fx('add2.pt'), path.join(dir, 'model.pt'));
+  await writeFile(
+    path.join(dir, 'model-config.yaml'),
+    'inputs:\n  - {name: a, datatype: FP32, shape: [-1, 4]}\n  - {name: b, datatype: FP32, shape: [-1, 4]}\n' +
+      'outputs:\n  - {name: sum, datatype: FP32, shape: [-1, 4]}\n',
+  );
+  const spec = await createModelStore(root).load('adder');
+  t.deepEqual(spec.inputs, [
+    { name: 'a', datatype: 'FP32', shape: [-1, 4], dtype: 'float32' },
+    { name: 'b', datatype: 'FP32', shape: [-1, 4], dtype: 'float32' },
+  ]);
+  t.deepEqual(spec.outputs, [{ name: 'sum', datatype: 'FP32', shape: [-1, 4], dtype: 'float32' }]);
+
+  await writeFile(path.join(dir, 'model-config.yaml'), 'inputs:\n  - {name: a, datatype: FLOAT, shape: [4]}\n');
+  const err = await t.throwsAsync(createModelStore(root).load('adder'), { instanceOf: BadRequestError });
+  t.regex(err!.message, /^model-config\.yaml: inputs\.0\.datatype: /);
 });
