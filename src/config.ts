@@ -62,8 +62,9 @@ const DEFAULTS = {
   default_response_timeout: '120',
   default_workers_per_model: '1',
   job_queue_size: '100',
-  // TorchServe's default: any file or http(s) URL may be registered.
-  allowed_urls: 'file://.*,http(s)?://.*',
+  // TorchServe allows any file or http(s) URL by default; torchd registers only what is inside the model
+  // store unless allowed_urls says otherwise (a body must never make torchd read outside it).
+  allowed_urls: '',
   enable_token_auth: 'false',
   intra_op_threads: '0',
 } as const;

@@ -232,14 +232,14 @@ export const v2Routes: RouteConfig[] = (() => {
   const routes: RouteConfig[] = [
     { method: 'get', path: '/v2', tags: ['KServe v2'], summary: 'Server metadata', responses: { 200: { description: 'Server metadata', content: json(V2ServerMetadata) } } },
     { method: 'get', path: '/v2/health/live', tags: ['KServe v2'], summary: 'Liveness', responses: { 200: { description: 'Live', content: json(z.object({ live: z.boolean() })) } } },
-    { method: 'get', path: '/v2/health/ready', tags: ['KServe v2'], summary: 'Readiness of the server', responses: { 200: { description: 'Ready', content: json(V2Ready) } } },
+    { method: 'get', path: '/v2/health/ready', tags: ['KServe v2'], summary: 'Readiness of the server', responses: { 200: { description: 'Ready', content: json(V2Ready) }, 503: { description: 'Not ready', content: json(V2Ready) } } },
   ];
   for (const versioned of [false, true]) {
     const base = versioned ? '/v2/models/{model_name}/versions/{model_version}' : '/v2/models/{model_name}';
     const params = versioned ? ModelVersionParams : ModelParams;
     routes.push(
       { method: 'get', path: base, tags: ['KServe v2'], summary: 'Model metadata', request: { params }, responses: { 200: { description: 'Model metadata', content: json(V2ModelMetadata) }, ...errors(404) } },
-      { method: 'get', path: `${base}/ready`, tags: ['KServe v2'], summary: 'Model readiness', request: { params }, responses: { 200: { description: 'Readiness', content: json(V2Ready) }, ...errors(404) } },
+      { method: 'get', path: `${base}/ready`, tags: ['KServe v2'], summary: 'Model readiness', request: { params }, responses: { 200: { description: 'Ready', content: json(V2Ready) }, 503: { description: 'Not ready', content: json(V2Ready) }, ...errors(404) } },
       {
         method: 'post',
         path: `${base}/infer`,

@@ -15,10 +15,8 @@ function torchd(args: string[]) {
   return run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 60_000 });
 }
 
-// Known bug (src/cli.ts, not this module): the program-level `.version()` flag swallows `archive --version 3.0`
-// and prints torchd's version instead. Fix: `.enablePositionalOptions()` on the program. `test.failing` keeps
-// CI green meanwhile and turns red once the fix lands, so this marker gets removed then.
-test.failing('torchd archive writes a .mar that round-trips through the model store', async (t) => {
+// `archive --version 3.0` must reach the subcommand, not the program's own --version flag.
+test('torchd archive writes a .mar that round-trips through the model store', async (t) => {
   const env = await makeEnv();
   t.teardown(env.cleanup);
   const { stdout } = await torchd([

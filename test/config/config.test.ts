@@ -47,6 +47,8 @@ test('defaults follow the spec', (t) => {
   t.is(c.jobQueueSize, 100);
   t.is(c.defaultWorkersPerModel, 1);
   t.false(c.enableTokenAuth);
+  // Only the model store is registrable by default (TorchServe allows any file:// or http(s) URL).
+  t.deepEqual(c.allowedUrls, []);
   t.deepEqual(c.loadModels, []);
   t.deepEqual(c.ignoredKeys, []);
   t.is(c.keyFile, '/srv/key_file.json');
