@@ -3,7 +3,7 @@
 # files (no network), run against a running torchd and checked for status and shape.
 #   scripts/seed-curl.sh [BASE_URL]        (default $TORCHD_URL or http://127.0.0.1:8080)
 # Expects the demo's models: mnist 1.0 (default) and 2.0, resnet-18 (see scripts/demo).
-# Set SHOW=1 to print each response body (docs/api-examples.md was made that way).
+# Set SHOW=1 to print each response body (the README's API examples were made that way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE="${1:-${TORCHD_URL:-http://127.0.0.1:8080}}"
