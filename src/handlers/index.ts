@@ -9,7 +9,7 @@ import { argmax, outputToJson, postprocessRow, scoresRow, tensorToJson } from '.
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
 
 export { outputToJson, postprocessRow, serializeJson, OrderedJson, softmax } from './output.js';
-export { MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image.js';
+export { closeImageWorkers, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image.js';
 
 export type InputPart = { name: string; contentType?: string; data: Buffer } | { name: string; json: unknown };
 

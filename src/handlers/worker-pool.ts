@@ -1,0 +1,165 @@
+// A small pool of worker_threads for CPU work that must not run on the event loop (image preprocessing).
+// Protocol: the pool posts {id, request}; the worker answers {id, ok: true, result} or
+// {id, ok: false, error: {status, type, message}} (see replyTo). Workers start lazily, are unref'd while idle
+// (an idle pool never keeps the process alive) and are replaced when one dies.
+import { parentPort, Worker, type TransferListItem } from 'node:worker_threads';
+import { TorchdError } from '../errors.js';
+
+/** What a worker sends back for a failed request: a TorchdError's fields, so the pool can rebuild it. */
+export interface WorkerErrorReply {
+  status: number;
+  type: string;
+  message: string;
+}
+
+type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: WorkerErrorReply };
+
+export interface WorkerPoolOptions {
+  /** Maximum number of threads (≥ 1). */
+  size: number;
+  /** Starts one worker thread (see startModuleWorker). */
+  start: () => Worker;
+  /** The error for requests that were in flight on a worker that died (`reason` says how it died). */
+  crashError: (reason: string) => Error;
+  /** The error for requests that were in flight when close() was called. */
+  closedError: () => Error;
+  /** Rebuilds a worker's error reply (default: TorchdError with the same status/type/message). */
+  replyError?: (e: WorkerErrorReply) => Error;
+}
+
+interface Task {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+interface Thread {
+  worker: Worker;
+  tasks: Map<number, Task>;
+  /** Set once the thread died or was closed, so its late events are ignored. */
+  gone: boolean;
+}
+
+export class WorkerPool {
+  private readonly threads: Thread[] = [];
+  private nextId = 1;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    if (!Number.isInteger(options.size) || options.size < 1) throw new RangeError(`worker pool size must be an integer ≥ 1, got ${options.size}`);
+  }
+
+  /** Thread ids of the live workers (diagnostics and tests). */
+  get threadIds(): number[] {
+    return this.threads.map((t) => t.worker.threadId);
+  }
+
+  /** Requests in flight over all workers. */
+  get pending(): number {
+    return this.threads.reduce((n, t) => n + t.tasks.size, 0);
+  }
+
+  /**
+   * Runs one request on the least busy worker (starting one while fewer than `size` run and all are busy).
+   * `transfer` lists ArrayBuffers that move to the worker (they are detached here). Rejects with the worker's
+   * error, with `crashError` if the worker dies meanwhile, or with `closedError` if the pool is closed meanwhile.
+   */
+  run<T>(request: unknown, transfer: TransferListItem[] = []): Promise<T> {
+    const thread = this.pick();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      if (thread.tasks.size === 0) thread.worker.ref(); // a request in flight keeps the process alive until it settles
+      thread.tasks.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      try {
+        thread.worker.postMessage({ id, request }, transfer);
+      } catch (err) {
+        this.settle(thread, id);
+        reject(err as Error);
+      }
+    });
+  }
+
+  /** Terminates every worker; requests in flight reject with `closedError`. A later run() starts new workers. */
+  async close(): Promise<void> {
+    const threads = this.threads.splice(0);
+    await Promise.all(threads.map((t) => {
+      t.gone = true;
+      for (const task of t.tasks.values()) task.reject(this.options.closedError());
+      t.tasks.clear();
+      return t.worker.terminate();
+    }));
+  }
+
+  private pick(): Thread {
+    let best: Thread | undefined;
+    for (const t of this.threads) if (!best || t.tasks.size < best.tasks.size) best = t;
+    if (best && (best.tasks.size === 0 || this.threads.length >= this.options.size)) return best;
+    return this.spawn();
+  }
+
+  private spawn(): Thread {
+    const thread: Thread = { worker: this.options.start(), tasks: new Map(), gone: false };
+    thread.worker.unref();
+    thread.worker.on('message', (reply: Reply) => {
+      const task = this.settle(thread, reply.id);
+      if (!task) return;
+      if (reply.ok) task.resolve(reply.result);
+      else task.reject((this.options.replyError ?? ((e) => new TorchdError(e.status, e.type, e.message)))(reply.error));
+    });
+    let failure: Error | undefined;
+    thread.worker.on('error', (err) => { failure = err; });
+    thread.worker.on('messageerror', (err) => { failure = err; });
+    thread.worker.on('exit', (code) => {
+      if (thread.gone) return;
+      thread.gone = true;
+      const index = this.threads.indexOf(thread);
+      if (index >= 0) this.threads.splice(index, 1);
+      const reason = failure ? `it threw ${failure.name}: ${failure.message}` : `it exited with code ${code}`;
+      for (const task of thread.tasks.values()) task.reject(this.options.crashError(reason));
+      thread.tasks.clear();
+    });
+    this.threads.push(thread);
+    return thread;
+  }
+
+  private settle(thread: Thread, id: number): Task | undefined {
+    const task = thread.tasks.get(id);
+    if (!task) return undefined;
+    thread.tasks.delete(id);
+    if (thread.tasks.size === 0 && !thread.gone) thread.worker.unref();
+    return task;
+  }
+}
+
+/**
+ * Starts a worker from a module next to the caller: `.js` as it is (compiled dist/); `.ts` (tests and `tsx` runs)
+ * through tsx's ESM API, because tsx registers its loader hooks on the main thread only and Node 20 does not pass
+ * them to workers, so `--import tsx` in execArgv alone leaves the worker unable to load `.ts`.
+ */
+export function startModuleWorker(url: URL): Worker {
+  // Workers inherit the process's flags; `--input-type` (a process started with `-e`) is refused for a file worker.
+  const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
+  if (!url.pathname.endsWith('.ts')) return new Worker(url, { execArgv });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); })`;
+  return new Worker(boot, { eval: true, execArgv });
+}
+
+/**
+ * Worker side: answers the pool's requests with `handle` (async allowed). A TorchdError thrown by `handle`
+ * travels back with its status/type/message; any other error becomes `fallback(err)`.
+ */
+export function serveRequests(
+  handle: (request: unknown) => Promise<{ result: unknown; transfer?: TransferListItem[] }>,
+  fallback: (err: Error) => WorkerErrorReply,
+): void {
+  const port = parentPort;
+  if (!port) throw new Error('serveRequests must run in a worker thread');
+  port.on('message', async ({ id, request }: { id: number; request: unknown }) => {
+    try {
+      const { result, transfer } = await handle(request);
+      port.postMessage({ id, ok: true, result } satisfies Reply, transfer ?? []);
+    } catch (err) {
+      const error = err instanceof TorchdError ? { status: err.status, type: err.type, message: err.message } : fallback(err as Error);
+      port.postMessage({ id, ok: false, error } satisfies Reply);
+    }
+  });
+}
