@@ -2,7 +2,7 @@
 // to a pool of worker threads (image-worker.ts) so that decoding and the 10–35 ms of JS resizing per photo never
 // stall other requests. The preprocessing itself is image-preprocess.ts.
 import os from 'node:os';
-import { BadRequestError, ServiceUnavailableError, TorchdError } from '../errors.js';
+import { BadRequestError, InternalServerError, ServiceUnavailableError, TorchdError } from '../errors.js';
 import type { HandlerConfig } from '../engine/types.js';
 import type { Tensor } from '../native.js';
 // Importing image-preprocess also loads sharp on the main thread first, which sharp requires on glibc Linux
@@ -34,7 +34,9 @@ export function createImagePool(workerUrl = WORKER_URL, size = Math.max(1, os.av
   return new WorkerPool({
     size,
     start: () => startModuleWorker(workerUrl),
-    crashError: (reason) => new BadRequestError(`Image preprocessing failed: the worker thread processing this image stopped (${reason}); the image was not processed`),
+    crashError: (reason, started) => (started
+      ? new BadRequestError(`Image preprocessing failed: the worker thread processing this image stopped (${reason}); the image was not processed`)
+      : new InternalServerError(`Image preprocessing is unavailable: the image worker thread could not start (${reason})`)),
     closedError: () => new ServiceUnavailableError('Image preprocessing stopped: the server is shutting down'),
     // Rebuilt here so callers (and the http layer) see the same classes as an in-thread call would throw.
     replyError: (e) => (e.status === 400 ? new BadRequestError(e.message) : new TorchdError(e.status, e.type, e.message)),

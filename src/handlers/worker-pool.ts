@@ -1,6 +1,6 @@
 // A small pool of worker_threads for CPU work that must not run on the event loop (image preprocessing).
-// Protocol: the pool posts {id, request}; the worker answers {id, ok: true, result} or
-// {id, ok: false, error: {status, type, message}} (see replyTo). Workers start lazily, are unref'd while idle
+// Protocol: a worker says {ready: true} once its module has loaded; then the pool posts {id, request} and the
+// worker answers {id, ok: true, result} or {id, ok: false, error: {status, type, message}} (see serveRequests). Workers start lazily, are unref'd while idle
 // (an idle pool never keeps the process alive) and are replaced when one dies.
 import { parentPort, Worker, type TransferListItem } from 'node:worker_threads';
 import { TorchdError } from '../errors.js';
@@ -12,15 +12,18 @@ export interface WorkerErrorReply {
   message: string;
 }
 
-type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: WorkerErrorReply };
+type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: WorkerErrorReply } | { ready: true };
 
 export interface WorkerPoolOptions {
   /** Maximum number of threads (≥ 1). */
   size: number;
   /** Starts one worker thread (see startModuleWorker). */
   start: () => Worker;
-  /** The error for requests that were in flight on a worker that died (`reason` says how it died). */
-  crashError: (reason: string) => Error;
+  /**
+   * The error for requests that were in flight on a worker that died: `reason` says how; `started` is false when
+   * it died before its module loaded (a broken install, not a bad request).
+   */
+  crashError: (reason: string, started: boolean) => Error;
   /** The error for requests that were in flight when close() was called. */
   closedError: () => Error;
   /** Rebuilds a worker's error reply (default: TorchdError with the same status/type/message). */
@@ -37,6 +40,8 @@ interface Thread {
   tasks: Map<number, Task>;
   /** Set once the thread died or was closed, so its late events are ignored. */
   gone: boolean;
+  /** Set when the worker's module has loaded (its first message). */
+  started: boolean;
 }
 
 export class WorkerPool {
@@ -96,9 +101,13 @@ export class WorkerPool {
   }
 
   private spawn(): Thread {
-    const thread: Thread = { worker: this.options.start(), tasks: new Map(), gone: false };
+    const thread: Thread = { worker: this.options.start(), tasks: new Map(), gone: false, started: false };
     thread.worker.unref();
     thread.worker.on('message', (reply: Reply) => {
+      if ('ready' in reply) {
+        thread.started = true;
+        return;
+      }
       const task = this.settle(thread, reply.id);
       if (!task) return;
       if (reply.ok) task.resolve(reply.result);
@@ -113,7 +122,7 @@ export class WorkerPool {
       const index = this.threads.indexOf(thread);
       if (index >= 0) this.threads.splice(index, 1);
       const reason = failure ? `it threw ${failure.name}: ${failure.message}` : `it exited with code ${code}`;
-      for (const task of thread.tasks.values()) task.reject(this.options.crashError(reason));
+      for (const task of thread.tasks.values()) task.reject(this.options.crashError(reason, thread.started));
       thread.tasks.clear();
     });
     this.threads.push(thread);
@@ -162,4 +171,5 @@ export function serveRequests(
       port.postMessage({ id, ok: false, error } satisfies Reply);
     }
   });
+  port.postMessage({ ready: true } satisfies Reply);
 }

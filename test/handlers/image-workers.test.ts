@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import test from 'ava';
 import sharp from 'sharp';
-import { BadRequestError, ServiceUnavailableError } from '../../src/errors.js';
+import { BadRequestError, InternalServerError, ServiceUnavailableError } from '../../src/errors.js';
 import { closeImageWorkers, createImagePool, imageToTensor, imageWorkerThreadIds } from '../../src/handlers/image.js';
 import { preprocessImage } from '../../src/handlers/image-preprocess.js';
 import { IMAGENET, MNIST, randomBytes, readFx } from './helpers.js';
@@ -129,6 +129,17 @@ for (const [how, reason] of [
     }
   });
 }
+
+test('a worker that cannot load its module is a server fault: InternalServerError, not a 400', async (t) => {
+  const pool = createImagePool(new URL('./no-such-worker.ts', import.meta.url), 1);
+  try {
+    const err = await t.throwsAsync(imageToTensor(jpeg, IMAGENET, pool), { instanceOf: InternalServerError });
+    t.regex(err!.message, /^Image preprocessing is unavailable: the image worker thread could not start \(it threw .*no-such-worker\.ts/);
+    t.is((err as InternalServerError).status, 500);
+  } finally {
+    await pool.close();
+  }
+});
 
 test('an idle pool does not keep the process alive: a script that preprocesses and returns exits by itself', async (t) => {
   const { stdout } = await run(process.execPath, ['--import=tsx', 'test/handlers/exit-without-close.ts'], { cwd: ROOT, timeout: 60_000 });
