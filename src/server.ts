@@ -17,6 +17,7 @@ import type { ModelStore } from './store/types.js';
 import { createManagementApp, type ManagementAppOptions } from './http/management/index.js';
 import { v2Router } from './http/v2/index.js';
 import { requireToken, setupTokenAuth } from './http/auth.js';
+import { closeImageWorkers } from './handlers/index.js';
 
 export interface ServerAddresses {
   inference: string;
@@ -71,6 +72,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       logger.info('shutting down: no new connections, finishing in-flight requests');
       await Promise.all(servers.map((s) => closeGracefully(s, graceMs)));
       await registry.close();
+      await closeImageWorkers();
       logger.info('stopped');
     })());
 
