@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, MethodNotAllowedError, ModelNotFoundError } from '../../errors.js';
 import type { ModelSettings, ModelVersion, Registry } from '../../engine/types.js';
 import { errorMiddleware, notFound, requestId } from '../errors.js';
+import { sendJson } from '../respond.js';
 import type { AppDeps } from '../types.js';
 import { checkName } from './names.js';
 import { buildManagementApiDescription, type ManagementApiDocument } from './api-description.js';
@@ -43,20 +44,8 @@ function boolParam(req: Request, key: string, fallback: boolean): boolean {
   return v === 'true';
 }
 
-type Handler = (req: Request, res: Response) => Promise<void> | void;
 
-/** Express 5 forwards rejected promises to the error middleware; this keeps handlers plain. */
-function wrap(h: Handler): RequestHandler {
-  return (req, res, next) => {
-    Promise.resolve()
-      .then(() => h(req, res))
-      .catch(next);
-  };
-}
 
-function sendJson(res: Response, status: number, body: unknown): void {
-  res.status(status).type('application/json').send(JSON.stringify(body));
-}
 
 /** Executor threads serving the version now (the registry's scaling view when it has one). */
 function workerCount(mv: ModelVersion): number {
@@ -162,12 +151,12 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
   if (options.authenticate) app.use(options.authenticate);
   const router = express.Router({ strict: false });
 
-  router.options('/', wrap((_req, res) => {
+  router.options('/', (_req, res) => {
     description ??= buildManagementApiDescription(serverVersion);
     sendJson(res, 200, description);
-  }));
+  });
 
-  router.post('/models', wrap(async (req, res) => {
+  router.post('/models', async (req, res) => {
     const url = one(req, 'url');
     if (!url) throw new BadRequestError('Parameter url is required.');
     const name = one(req, 'model_name');
@@ -206,9 +195,9 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
     const mv = await registering;
     logger.info({ model: spec.name, version: spec.version, url }, 'model registered through the management API');
     sendJson(res, 200, { status: `Model "${spec.name}" Version: ${spec.version} registered with ${workerCount(mv)} initial workers` });
-  }));
+  });
 
-  router.get('/models', wrap((req, res) => {
+  router.get('/models', (req, res) => {
     let limit = intParam(req, 'limit', 0) ?? 100;
     if (limit === 0 || limit > 100) limit = 100;
     const start = intParam(req, 'next_page_token', 0) ?? 0;
@@ -217,7 +206,7 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
     const body: { models: typeof page; nextPageToken?: string } = { models: page };
     if (start + limit < names.length) body.nextPageToken = String(start + limit);
     sendJson(res, 200, body);
-  }));
+  });
 
   const versionParam = (req: Request): string | undefined => {
     const v = req.params.model_version as string | undefined;
@@ -231,16 +220,16 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
     return name;
   };
 
-  const describeRoute = wrap((req, res) => {
+  const describeRoute = (req: Request, res: Response) => {
     const name = resolveName(req);
     const v = versionParam(req);
     const versions = v === 'all' ? registry.versions(name) : [registry.resolve(name, v)];
     sendJson(res, 200, versions.map((mv) => describe(registry, mv)));
-  });
+  };
   router.get('/models/:model_name', describeRoute);
   router.get('/models/:model_name/:model_version', describeRoute);
 
-  const scaleRoute = wrap(async (req, res) => {
+  const scaleRoute = async (req: Request, res: Response) => {
     const name = resolveName(req);
     const mv = registry.resolve(name, versionParam(req));
     const min = intParam(req, 'min_worker', 0) ?? 1;
@@ -252,25 +241,25 @@ export function createManagementApp(deps: AppDeps, options: ManagementAppOptions
     logger.info({ model: name, version: mv.spec.version, min, max }, 'model scaled through the management API');
     if (synchronous) sendJson(res, 200, { status: `Workers scaled to ${workerCount(mv)} for model: ${name}, version: ${mv.spec.version}` });
     else sendJson(res, 202, { status: 'Processing worker updates...' });
-  });
+  };
   router.put('/models/:model_name', scaleRoute);
   router.put('/models/:model_name/:model_version', scaleRoute);
 
-  router.put('/models/:model_name/:model_version/set-default', wrap((req, res) => {
+  router.put('/models/:model_name/:model_version/set-default', (req, res) => {
     const name = resolveName(req);
     const v = versionParam(req)!;
     registry.setDefault(name, v);
     sendJson(res, 200, { status: `Default version successfully updated for model "${name}" to "${v}"` });
-  }));
+  });
 
-  const unregisterRoute = wrap(async (req, res) => {
+  const unregisterRoute = async (req: Request, res: Response) => {
     const name = resolveName(req);
     const v = versionParam(req) ?? registry.defaultVersion(name);
     registry.resolve(name, v);
     await registry.unregister(name, v);
     logger.info({ model: name, version: v }, 'model unregistered through the management API');
     sendJson(res, 200, { status: `Model "${name}" Version: ${v} unregistered` });
-  });
+  };
   router.delete('/models/:model_name', unregisterRoute);
   router.delete('/models/:model_name/:model_version', unregisterRoute);
 

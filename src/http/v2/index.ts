@@ -1,11 +1,12 @@
 // KServe v2 / Open Inference Protocol routes (mounted at /v2 by the inference app). The router parses its
 // own bodies as raw bytes, so binary tensors are never touched by a JSON parser.
-import express, { type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type Response } from 'express';
 import { readFileSync } from 'node:fs';
 import { BadRequestError, MethodNotAllowedError } from '../../errors.js';
 import type { InferOptions, ModelVersion, TensorMetadata } from '../../engine/types.js';
 import { OrderedJson, postprocessRow, preprocessBytes } from '../../handlers/index.js';
 import type { OutputTree, Tensor } from '../../native.js';
+import { sendJson } from '../respond.js';
 import type { AppDeps } from '../types.js';
 import {
   HEADER_LENGTH,
@@ -26,19 +27,8 @@ const serverVersion: string = (
 
 const PLATFORM = 'pytorch_torchscript';
 
-type Handler = (req: Request, res: Response) => Promise<void> | void;
 
-function wrap(h: Handler): RequestHandler {
-  return (req, res, next) => {
-    Promise.resolve()
-      .then(() => h(req, res))
-      .catch(next);
-  };
-}
 
-function sendJson(res: Response, status: number, body: unknown): void {
-  res.status(status).type('application/json').send(JSON.stringify(body));
-}
 
 function isVision(mv: ModelVersion): boolean {
   return mv.spec.handler.name === 'image_classifier';
@@ -304,20 +294,20 @@ export function v2Router(deps: AppDeps): express.Router {
     return decodeInferRequest(Buffer.alloc(0), header);
   };
 
-  router.get('/', wrap((_req, res) => sendJson(res, 200, { name: 'torchd', version: serverVersion, extensions: ['binary_tensor_data'] })));
-  router.get('/health/live', wrap((_req, res) => sendJson(res, 200, { live: true })));
-  router.get('/health/ready', wrap((_req, res) => {
+  router.get('/', (_req, res) => sendJson(res, 200, { name: 'torchd', version: serverVersion, extensions: ['binary_tensor_data'] }));
+  router.get('/health/live', (_req, res) => sendJson(res, 200, { live: true }));
+  router.get('/health/ready', (_req, res) => {
     const ready = registry.healthy();
     sendJson(res, ready ? 200 : 503, { ready });
-  }));
-
-  const metadata = wrap((req, res) => sendJson(res, 200, modelMetadata(deps, resolve(req, res))));
-  const ready = wrap((req, res) => {
-    const mv = resolve(req, res);
-    sendJson(res, mv.ready ? 200 : 503, { name: mv.spec.name, ready: mv.ready });
   });
 
-  const infer = wrap(async (req, res) => {
+  const metadata = (req: Request, res: Response) => sendJson(res, 200, modelMetadata(deps, resolve(req, res)));
+  const ready = (req: Request, res: Response) => {
+    const mv = resolve(req, res);
+    sendJson(res, mv.ready ? 200 : 503, { name: mv.spec.name, ready: mv.ready });
+  };
+
+  const infer = async (req: Request, res: Response) => {
     const mv = resolve(req, res);
     const request = bodyOf(req);
     const options = inferOptions(mv, res);
@@ -336,9 +326,9 @@ export function v2Router(deps: AppDeps): express.Router {
       });
     }
     sendInferResponse(res, mv, request, outputs);
-  });
+  };
 
-  const explain = wrap(async (req, res) => {
+  const explain = async (req: Request, res: Response) => {
     const mv = resolve(req, res);
     const request = bodyOf(req);
     const options = inferOptions(mv, res);
@@ -357,7 +347,7 @@ export function v2Router(deps: AppDeps): express.Router {
       { name: 'attributions', datatype: DTYPE_TO_V2[attributions.dtype], shape: attributions.shape, tensor: attributions },
       { name: 'delta', datatype: 'FP64', shape: [delta.length], tensor: { data: Float64Array.from(delta), shape: [delta.length], dtype: 'float64' } },
     ]);
-  });
+  };
 
   for (const base of ['/models/:model_name', '/models/:model_name/versions/:model_version']) {
     router.get(base, metadata);
