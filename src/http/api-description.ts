@@ -15,7 +15,8 @@ extendZodWithOpenApi(z);
 /** A route as documented; `operationId` keys the Express handler that serves it. */
 export type RouteDefinition = RouteConfig & { operationId: string };
 
-const ErrorBody = z
+/** The `{code, type, message}` body of every error, on every listener. */
+export const ErrorBody = z
   .object({
     code: z.number().int().openapi({ example: 404 }),
     type: z.string().openapi({ example: 'ModelNotFoundException' }),

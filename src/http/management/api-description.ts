@@ -2,16 +2,10 @@
 // documented are the shapes the routes send.
 import { extendZodWithOpenApi, OpenAPIRegistry, OpenApiGeneratorV3, type RouteConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { ErrorBody } from '../api-description.js';
 
 extendZodWithOpenApi(z);
 
-const ErrorBody = z
-  .object({
-    code: z.number().int().openapi({ example: 404 }),
-    type: z.string().openapi({ example: 'ModelNotFoundException' }),
-    message: z.string().openapi({ example: 'Model not found: mnist' }),
-  })
-  .openapi('Error');
 
 const Status = z.object({ status: z.string() }).openapi('Status', { example: { status: 'Model "mnist" Version: 1.0 registered with 1 initial workers' } });
 
