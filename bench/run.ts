@@ -34,8 +34,10 @@ const precisions = flags.precision!.split(',');
 const cores = os.availableParallelism();
 const seconds = Number(flags.duration ?? (quick ? 1 : 8));
 const concurrencies = quick ? [1, 4] : [1, 4, 16, 64];
-const workers = Number(flags.workers ?? 1);
-// One worker with all cores as intra-op threads: batching gives the parallelism (see NOTES.md).
+// One worker per core with one intra-op thread each (NOTES.md §9): no OpenMP team waits on a core
+// that preprocessing holds, and the executor threads share the one module. `--workers 1` gives the
+// other layout (one worker with every core as intra-op threads).
+const workers = Number(flags.workers ?? cores);
 const threads = Number(flags.threads ?? Math.max(1, Math.floor(cores / workers)));
 const WORK = path.join(ROOT, 'bench', '.work');
 const STORE = path.join(WORK, 'store');
@@ -160,7 +162,7 @@ async function runOnce(precision: string): Promise<Report> {
   const batches = onGpu ? [1, 8, 32, 64, 128, 256] : quick ? [1, 2, 4, 8, 16] : [1, 2, 4, 8];
   log(`ceiling: ${main.name} batches ${batches.join(',')}`);
   // IG only where a figure uses it: the small model's (the main model's would take minutes on a CPU).
-  const ceiling = await measureCeiling({ model: main.file, shape: main.shape, batches, threads, device, precision, iters: quick ? 20 : onGpu ? 50 : 20, igSteps: quick ? 15 : undefined });
+  const ceiling = await measureCeiling({ model: main.file, shape: main.shape, batches, threads, workers, device, precision, iters: quick ? 20 : onGpu ? 50 : 20, igSteps: quick ? 15 : undefined });
   const smallCeiling: Ceiling = quick ? ceiling : await measureCeiling({ model: small.file, shape: small.shape, batches: [1, 2, 4, 8, 16], threads, device, precision: 'fp32', iters: 200, igSteps: 15 });
   raw.ceiling = ceiling;
   raw.smallCeiling = smallCeiling;

@@ -8,6 +8,8 @@ import { promisify } from 'node:util';
 import { ROOT } from './servers.js';
 
 const run = promisify(execFile);
+/** The harness runs LibTorch with the server's OpenMP wait policy (src/engine/registry.ts sets it there). */
+const harnessEnv = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' };
 
 export interface CeilingPoint {
   batch: number;
@@ -53,6 +55,8 @@ export interface CeilingOptions {
   shape: number[];
   batches: number[];
   threads: number;
+  /** Concurrent forward loops on the one module (the server's workers); the harness's --workers. */
+  workers?: number;
   device: string;
   precision: string;
   iters: number;
@@ -63,15 +67,15 @@ export async function measureCeiling(o: CeilingOptions): Promise<Ceiling> {
   const harness = harnessPath();
   if (harness) {
     const common = ['--model', o.model, '--dtype', 'float32', '--device', o.device, '--threads', String(o.threads)];
-    const args = [...common, '--shape', o.shape.join(','), '--batch', o.batches.join(','), '--warmup', '5', '--iters', String(o.iters)];
+    const args = [...common, '--workers', String(o.workers ?? 1), '--shape', o.shape.join(','), '--batch', o.batches.join(','), '--warmup', '5', '--iters', String(o.iters)];
     try {
-      const { stdout } = await run(harness, args, { maxBuffer: 16 << 20, timeout: 600_000 });
+      const { stdout } = await run(harness, args, { env: harnessEnv, maxBuffer: 16 << 20, timeout: 600_000 });
       const points = parseHarness(stdout);
       let igMs: number | undefined;
       const commands = [[path.relative(ROOT, harness), ...args].join(' ')];
       if (o.igSteps) {
         const igArgs = [...common, '--shape', [1, ...o.shape.slice(1)].join(','), '--batch', '1', '--warmup', '2', '--iters', String(Math.max(5, Math.min(20, o.iters))), '--ig', '--steps', String(o.igSteps)];
-        const ig = parseHarness((await run(harness, igArgs, { maxBuffer: 16 << 20, timeout: 600_000 })).stdout);
+        const ig = parseHarness((await run(harness, igArgs, { env: harnessEnv, maxBuffer: 16 << 20, timeout: 600_000 })).stdout);
         igMs = ig[0]?.p50Ms;
         commands.push([path.relative(ROOT, harness), ...igArgs].join(' '));
       }

@@ -12,10 +12,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "build_info.h"
@@ -33,6 +35,7 @@ struct Args {
   int warmup = 10;
   int iters = 50;
   int threads = 0;
+  int workers = 1;
   bool ig = false;
   int steps = 15;
   int chunk = 0;
@@ -42,7 +45,7 @@ struct Args {
 [[noreturn]] void usage(const std::string& problem) {
   std::cerr << "torchd-bench: " << problem << "\n"
             << "usage: torchd-bench --model M.pt --shape 1,3,224,224 [--dtype float32] [--device cpu]\n"
-            << "                    [--batch 1,2,4,8] [--warmup 10] [--iters 50] [--threads N]\n"
+            << "                    [--batch 1,2,4,8] [--warmup 10] [--iters 50] [--threads N] [--workers W]\n"
             << "                    [--ig [--steps 15] [--chunk C] [--target T]]\n";
   std::exit(2);
 }
@@ -91,6 +94,7 @@ Args parseArgs(int argc, char** argv) {
     else if (flag == "--warmup") a.warmup = parseInt(value(), "--warmup", 0);
     else if (flag == "--iters") a.iters = parseInt(value(), "--iters", 1);
     else if (flag == "--threads") a.threads = parseInt(value(), "--threads", 1);
+    else if (flag == "--workers") a.workers = parseInt(value(), "--workers", 1);
     else if (flag == "--ig") a.ig = true;
     else if (flag == "--steps") a.steps = parseInt(value(), "--steps", 1);
     else if (flag == "--chunk") a.chunk = parseInt(value(), "--chunk", 1);
@@ -177,15 +181,51 @@ int main(int argc, char** argv) {
           (void)r;
         }
       };
-      for (int i = 0; i < args.warmup; ++i) once();
-      std::vector<double> ms;
-      ms.reserve(args.iters);
-      auto start = std::chrono::steady_clock::now();
-      for (int i = 0; i < args.iters; ++i) {
-        auto t0 = std::chrono::steady_clock::now();
-        once();  // results are copied back to host memory inside (and synchronized on CUDA)
-        ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      // --workers W: W threads each run the loop at once on the one module (the server's executor
+      // threads sharing weights), each with --threads intra-op threads; items/s counts all of them.
+      int workers = args.ig ? 1 : args.workers;
+      std::vector<std::vector<double>> laneMs(workers);
+      auto loop = [&](int lane) {
+        if (workers > 1) torchd::prepareTorchThread();  // a new std::thread: apply --threads there too
+        (void)lane;
+        for (int i = 0; i < args.warmup; ++i) once();
+      };
+      auto timed = [&](int lane) {
+        laneMs[lane].reserve(args.iters);
+        for (int i = 0; i < args.iters; ++i) {
+          auto t0 = std::chrono::steady_clock::now();
+          once();  // results are copied back to host memory inside (and synchronized on CUDA)
+          laneMs[lane].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        }
+      };
+      std::chrono::steady_clock::time_point start;
+      if (workers == 1) {
+        loop(0);
+        start = std::chrono::steady_clock::now();
+        timed(0);
+      } else {
+        std::vector<std::thread> pool;
+        std::vector<std::exception_ptr> failures(workers);
+        // Warm-up on every thread first, then all timed loops start together.
+        for (int w = 0; w < workers; ++w) pool.emplace_back([&, w] { try { loop(w); } catch (...) { failures[w] = std::current_exception(); } });
+        for (auto& t : pool) t.join();
+        pool.clear();
+        start = std::chrono::steady_clock::now();
+        for (int w = 0; w < workers; ++w) {
+          pool.emplace_back([&, w] {
+            try {
+              torchd::prepareTorchThread();
+              timed(w);
+            } catch (...) {
+              failures[w] = std::current_exception();
+            }
+          });
+        }
+        for (auto& t : pool) t.join();
+        for (auto& f : failures) if (f) std::rethrow_exception(f);
       }
+      std::vector<double> ms;
+      for (auto& l : laneMs) ms.insert(ms.end(), l.begin(), l.end());
       double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::vector<double> sorted = ms;
       std::sort(sorted.begin(), sorted.end());
@@ -194,9 +234,9 @@ int main(int argc, char** argv) {
       mean /= ms.size();
       std::printf(
           "{\"batch\":%lld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"items_per_s\":%.2f,\"mean_ms\":%.4f,\"iters\":%d,"
-          "\"threads\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"torch\":\"%s\"}\n",
-          static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), batch * args.iters / total,
-          mean, args.iters, torchd::intraOpThreads(), model->device().c_str(),
+          "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"torch\":\"%s\"}\n",
+          static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), static_cast<double>(batch) * args.iters * workers / total,
+          mean, args.iters, torchd::intraOpThreads(), workers, model->device().c_str(),
           args.dtype.c_str(), args.ig ? "ig" : "forward", args.ig ? args.steps : 0,
           torchd::buildInfo().torchVersion.c_str());
       std::fflush(stdout);

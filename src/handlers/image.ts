@@ -7,7 +7,7 @@ import type { HandlerConfig } from '../engine/types.js';
 import type { Tensor } from '../native.js';
 // Importing image-preprocess also loads sharp on the main thread first, which sharp requires on glibc Linux
 // before workers load it (so libvips is not unloaded when a worker exits).
-import { EXPECTED, type ImageConfig } from './image-preprocess.js';
+import { EXPECTED, preprocessSmallPng, type ImageConfig } from './image-preprocess.js';
 import type { ImageRequest } from './image-worker.js';
 import { startModuleWorker, WorkerPool } from './worker-pool.js';
 
@@ -49,13 +49,18 @@ let shared: WorkerPool | undefined;
  * Image bytes → float32 [1, C, H, W] as image-preprocess.ts's preprocessImage, computed on a worker thread.
  * The bytes are copied once (the encoded image, not the pixels); the result arrives by transfer.
  * Throws BadRequestError for empty, undecodable, truncated or oversized images, and when the worker dies on the image;
- * ServiceUnavailableError when closeImageWorkers() runs meanwhile. `pool`: the shared one unless a test brings its own.
+ * ServiceUnavailableError when closeImageWorkers() runs meanwhile. Small plain PNGs (preprocessSmallPng) are done
+ * inline, on the calling thread, unless a test brings its own `pool` (then everything goes to that pool).
  */
-export async function imageToTensor(bytes: Buffer, config: HandlerConfig | ImageConfig, pool: WorkerPool = (shared ??= createImagePool())): Promise<Tensor> {
+export async function imageToTensor(bytes: Buffer, config: HandlerConfig | ImageConfig, pool?: WorkerPool): Promise<Tensor> {
+  const { channels, image_size, crop_size, mean, std } = config;
+  // A small plain PNG (MNIST-sized) costs tens of µs here, less than the worker round trip alone.
+  const inline = pool === undefined ? preprocessSmallPng(bytes, { channels, image_size, crop_size, mean, std }) : undefined;
+  if (inline) return inline;
+  pool ??= shared ??= createImagePool();
   // A private copy is what we may transfer: the caller keeps its Buffer, and a view into a larger (pooled)
   // ArrayBuffer would otherwise be cloned whole.
   const own = new Uint8Array(bytes);
-  const { channels, image_size, crop_size, mean, std } = config;
   const request: ImageRequest = { bytes: own, config: { channels, image_size, crop_size, mean, std } };
   const { data, shape } = await pool.run<{ data: Float32Array; shape: number[] }>(request, [own.buffer]);
   return { data, shape, dtype: 'float32' };
