@@ -127,16 +127,18 @@ async function measureRss(name: string): Promise<number> {
   }
 }
 
-/** Max event-loop delay (server's own monitor) and max /ping latency while one long explanation runs. */
-async function eventLoopDuringExplanation(server: Running, body: Body): Promise<{ explainMs: number; lagMaxMs: number; pingMaxMs: number; pings: number }> {
+/**
+ * prom-client samples the loop with monitorEventLoopDelay at its default 10 ms resolution, and that histogram
+ * records the whole interval between two timer callbacks: an idle loop reads ≈ 10.1 ms, a 30 ms block ≈ 33 ms
+ * (checked, NOTES.md §14). The delay is what exceeds the timer's period.
+ */
+const MONITOR_RESOLUTION_MS = 10;
+
+/** Pings /ping every 5 ms while `busy` runs; max event-loop interval (server's own monitor) and max /ping latency. */
+async function loopWhile(server: Running, busy: () => Promise<void>): Promise<{ lagMaxMs: number; pingMaxMs: number; pings: number }> {
   await scrape(server.metricsBase!); // prom-client resets its event-loop histogram at each scrape
   let done = false;
-  const t0 = performance.now();
-  const explanation = send(server.base, body).then((status) => {
-    done = true;
-    if (status !== 200) throw new Error(`explanation got ${status}`);
-    return performance.now() - t0;
-  });
+  const work = busy().finally(() => { done = true; });
   let pingMaxMs = 0;
   let pings = 0;
   while (!done) {
@@ -146,9 +148,22 @@ async function eventLoopDuringExplanation(server: Running, body: Body): Promise<
     pings++;
     await new Promise((r) => setTimeout(r, 5));
   }
-  const explainMs = await explanation;
+  await work;
   const after = await scrape(server.metricsBase!);
-  return { explainMs, lagMaxMs: sample(after, 'nodejs_eventloop_lag_max_seconds') * 1000, pingMaxMs, pings };
+  return { lagMaxMs: sample(after, 'nodejs_eventloop_lag_max_seconds') * 1000, pingMaxMs, pings };
+}
+
+/** Event-loop delay while one long explanation runs, and the same monitor on an idle server (pings only) as the reference. */
+async function eventLoopDuringExplanation(server: Running, body: Body): Promise<{ explainMs: number; lagMaxMs: number; delayMaxMs: number; idleLagMaxMs: number; pingMaxMs: number; pings: number }> {
+  let explainMs = 0;
+  const during = await loopWhile(server, async () => {
+    const t0 = performance.now();
+    const status = await send(server.base, body);
+    if (status !== 200) throw new Error(`explanation got ${status}`);
+    explainMs = performance.now() - t0;
+  });
+  const idle = await loopWhile(server, () => new Promise((r) => setTimeout(r, Math.min(2000, explainMs))));
+  return { explainMs, ...during, delayMaxMs: Math.max(0, during.lagMaxMs - MONITOR_RESOLUTION_MS), idleLagMaxMs: idle.lagMaxMs };
 }
 
 async function runOnce(precision: string): Promise<Report> {
@@ -205,7 +220,7 @@ async function runOnce(precision: string): Promise<Report> {
     explain = smallExplain;
     // The long explanation for the event-loop figure: the main model's image (150k attributions on ResNet-18).
     loop = await eventLoopDuringExplanation(torchd, imageBody(main.name, main.image, main.imageType, 'explanations'));
-    log(`explanation ${loop.explainMs.toFixed(0)} ms: event-loop max ${loop.lagMaxMs.toFixed(1)} ms, /ping max ${loop.pingMaxMs.toFixed(1)} ms`);
+    log(`explanation ${loop.explainMs.toFixed(0)} ms: event-loop max interval ${loop.lagMaxMs.toFixed(1)} ms (idle ${loop.idleLagMaxMs.toFixed(1)} ms), /ping max ${loop.pingMaxMs.toFixed(1)} ms`);
   } finally {
     await torchd.stop();
   }
@@ -254,7 +269,12 @@ async function runOnce(precision: string): Promise<Report> {
     const v = explain!.p50 / smallCeiling.igMs;
     figures.push({ id: 'explanation', figure: 'explanation', definition: 'torchd /explanations p50 (MNIST PNG, 15 steps) ÷ ceiling IG time (15 steps)', value: v, unit: 'ratio', target: '≤ 1.1', pass: v <= 1.1, note: `${explain!.p50.toFixed(2)} ms vs ${smallCeiling.igMs.toFixed(2)} ms` });
   }
-  figures.push({ id: 'event_loop', figure: 'event loop', definition: `max event-loop delay (server's monitorEventLoopDelay) during a ${(loop!.explainMs / 1000).toFixed(2)} s ${main.name} explanation`, value: loop!.lagMaxMs, unit: 'ms', target: '≤ 20 ms', pass: loop!.lagMaxMs <= 20, note: `max /ping latency ${loop!.pingMaxMs.toFixed(1)} ms over ${loop!.pings} pings` });
+  figures.push({
+    id: 'event_loop', figure: 'event loop',
+    definition: `max event-loop delay during a ${(loop!.explainMs / 1000).toFixed(2)} s ${main.name} explanation: server's monitorEventLoopDelay max interval − its ${MONITOR_RESOLUTION_MS} ms timer period`,
+    value: loop!.delayMaxMs, unit: 'ms', target: '≤ 20 ms', pass: loop!.delayMaxMs <= 20,
+    note: `monitor max interval ${loop!.lagMaxMs.toFixed(1)} ms (idle server, same pings: ${loop!.idleLagMaxMs.toFixed(1)} ms); max /ping latency ${loop!.pingMaxMs.toFixed(1)} ms over ${loop!.pings} pings`,
+  });
 
   return buildReport({
     started, loadAtStart, quick, device, precision, cores, threads, workers, seconds, figures, ceiling, smallCeiling, series,

@@ -40,7 +40,7 @@ export interface ReportInput {
   peer: { main?: LoadResult; small?: LoadResult };
   overheadProbe: ProbeResult;
   explain: ProbeResult;
-  loop: { explainMs: number; lagMaxMs: number; pingMaxMs: number; pings: number };
+  loop: { explainMs: number; lagMaxMs: number; delayMaxMs: number; idleLagMaxMs: number; pingMaxMs: number; pings: number };
   raw: Record<string, unknown>;
 }
 
@@ -126,7 +126,7 @@ export function buildReport(i: ReportInput): Report {
   md.push('', '## Latency probes (keep-alive, one request at a time, µs timer)', '');
   md.push(`- MNIST PNG prediction: p50 ${f(i.overheadProbe.p50, 3)} ms, p90 ${f(i.overheadProbe.p90, 3)} ms, p99 ${f(i.overheadProbe.p99, 3)} ms (${i.overheadProbe.requests} requests)`);
   md.push(`- MNIST PNG explanation: p50 ${f(i.explain.p50, 2)} ms (${i.explain.requests} requests)`);
-  md.push(`- Long explanation ${f(i.loop.explainMs, 0)} ms: event-loop delay max ${f(i.loop.lagMaxMs, 1)} ms, /ping max ${f(i.loop.pingMaxMs, 1)} ms over ${i.loop.pings} pings`);
+  md.push(`- Long explanation ${f(i.loop.explainMs, 0)} ms: event-loop delay max ${f(i.loop.delayMaxMs, 1)} ms (monitor's max interval ${f(i.loop.lagMaxMs, 1)} ms − its 10 ms period; idle server ${f(i.loop.idleLagMaxMs, 1)} ms), /ping max ${f(i.loop.pingMaxMs, 1)} ms over ${i.loop.pings} pings`);
   md.push('', '## Commands', '', ...commands.map((c) => `    ${c}`), '');
   return {
     schema: 'torchd-bench/1',

@@ -30,7 +30,9 @@ interface Decoded {
 /** Decodes to interleaved uint8 (EXIF orientation applied; RGB, or 1 channel as Pillow's convert('L')). */
 async function decode(bytes: Buffer, config: ImageConfig): Promise<Decoded> {
   if (bytes.length === 0) throw new BadRequestError(`Empty image: the input has 0 bytes; ${EXPECTED} bytes`);
-  const options = { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' as const, pages: 1 };
+  // Embedded ICC profiles are ignored, as PIL's convert() (so torchvision) ignores them; sharp would otherwise
+  // run an lcms transform per image (≈ 8 ms of a 640×427 JPEG's 12 ms decode, bench/NOTES.md §15).
+  const options = { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' as const, pages: 1, ignoreIcc: true };
   let meta: Metadata;
   try {
     // Header only; no pixel limit here, so an oversized image gets the clear message below, not libvips' error.

@@ -8,7 +8,7 @@ import { decodeBase64Image, imageToTensor } from './image.js';
 import { argmax, outputToJson, postprocessRow, scoresRow, tensorToJson } from './output.js';
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
 
-export { outputToJson, postprocessRow, serializeJson, OrderedJson, softmax } from './output.js';
+export { outputToJson, postprocessRow, serializeJson, serializeJsonBuffer, OrderedJson, softmax } from './output.js';
 export { closeImageWorkers, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image.js';
 
 export type InputPart = { name: string; contentType?: string; data: Buffer } | { name: string; json: unknown };

@@ -110,14 +110,47 @@ export function postprocessRow(mv: ModelVersion, out: OutputTree): unknown {
  */
 export async function serializeJson(body: unknown): Promise<string> {
   const parts: string[] = [];
-  const budget = { n: 0 };
+  const budget: Budget = { n: 0 };
   await write(body, parts, budget);
   return parts.join('');
 }
 
-const YIELD_EVERY = 1 << 15;
+/**
+ * serializeJson's text as UTF-8 bytes, converted slice by slice at each yield: a 3.4 MB attribution body is
+ * then never joined and encoded in one piece on the event loop (≈ 3–6 ms measured, bench/NOTES.md §14).
+ */
+export async function serializeJsonBuffer(body: unknown): Promise<Buffer> {
+  const parts: string[] = [];
+  const chunks: Buffer[] = [];
+  const flush = () => {
+    if (parts.length === 0) return;
+    chunks.push(Buffer.from(parts.join(''), 'utf8'));
+    parts.length = 0;
+  };
+  await write(body, parts, { n: 0, flush });
+  flush();
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
 
-async function write(v: unknown, out: string[], budget: { n: number }): Promise<void> {
+interface Budget {
+  /** Numbers written since the last yield. */
+  n: number;
+  /** Called before each yield (serializeJsonBuffer encodes what was written so far). */
+  flush?: () => void;
+}
+
+async function pause(budget: Budget): Promise<void> {
+  budget.flush?.();
+  await yieldToLoop();
+}
+
+/**
+ * Numbers written between two yields: JSON.stringify prints a float32 attribution in ≈ 0.25–0.3 µs here, so
+ * a slice of 4096 stays near 1 ms of loop time (32 768 gave 8–10 ms slices; bench/NOTES.md §12).
+ */
+const YIELD_EVERY = 1 << 12;
+
+async function write(v: unknown, out: string[], budget: Budget): Promise<void> {
   if (v instanceof OrderedJson) {
     out.push('{');
     let first = true;
@@ -132,8 +165,18 @@ async function write(v: unknown, out: string[], budget: { n: number }): Promise<
   }
   if (Array.isArray(v)) {
     if (v.every((x) => typeof x === 'number')) {
-      out.push(JSON.stringify(v));
-      budget.n += v.length;
+      if (v.length <= YIELD_EVERY) {
+        out.push(JSON.stringify(v));
+        budget.n += v.length;
+      } else {
+        // A long flat array is written in slices, with a yield after each.
+        for (let i = 0; i < v.length; i += YIELD_EVERY) {
+          const slice = JSON.stringify(v.slice(i, i + YIELD_EVERY));
+          out.push(i === 0 ? slice.slice(0, -1) : `,${slice.slice(1, -1)}`);
+          await pause(budget);
+        }
+        out.push(']');
+      }
     } else {
       out.push('[');
       for (let i = 0; i < v.length; i++) {
@@ -145,7 +188,7 @@ async function write(v: unknown, out: string[], budget: { n: number }): Promise<
     }
     if (budget.n >= YIELD_EVERY) {
       budget.n = 0;
-      await yieldToLoop();
+      await pause(budget);
     }
     return;
   }

@@ -167,13 +167,13 @@ function wrap(h: Handler): RequestHandler {
 }
 
 /**
- * A handler's result: serializeJson keeps top-k label order (integer-like labels would be reordered by
- * JSON.stringify) and yields to the event loop while writing large attributions.
+ * A handler's result: serializeJsonBuffer keeps top-k label order (integer-like labels would be reordered by
+ * JSON.stringify) and yields to the event loop while writing and encoding large attributions.
  */
 async function sendResult(res: Response, body: unknown): Promise<void> {
-  const text = await handlers.serializeJson(body);
+  const bytes = await handlers.serializeJsonBuffer(body);
   if (res.headersSent || res.destroyed) return;
-  res.status(200).type('application/json').send(text);
+  res.status(200).type('application/json').send(bytes);
 }
 
 /** JSON with an explicit Content-Type (TorchServe sends none; clients should not have to guess). */

@@ -94,3 +94,32 @@ for (const [what, bytes, message] of badImages) {
     await t.throwsAsync(imageToTensor(bytes, IMAGENET), { instanceOf: BadRequestError, message });
   });
 }
+
+/** A JPEG without its APP2 ICC_PROFILE segments (everything else byte for byte). */
+function stripIcc(jpeg: Buffer): Buffer {
+  const keep: Buffer[] = [jpeg.subarray(0, 2)];
+  let pos = 2;
+  while (pos + 4 <= jpeg.length && jpeg[pos] === 0xff && jpeg[pos + 1] !== 0xda) {
+    const end = pos + 2 + jpeg.readUInt16BE(pos + 2);
+    const icc = jpeg[pos + 1] === 0xe2 && jpeg.toString('latin1', pos + 4, pos + 15) === 'ICC_PROFILE';
+    if (!icc) keep.push(jpeg.subarray(pos, end));
+    pos = end;
+  }
+  keep.push(jpeg.subarray(pos));
+  return Buffer.concat(keep);
+}
+
+test('an embedded ICC profile is ignored, as PIL (so torchvision) ignores it: a Display P3 JPEG gives the same values with its profile as without', async (t) => {
+  // Colour-managing the P3 pixels to sRGB (sharp's default) would change nearly every value.
+  const p3 = await sharp(readFx('sample.jpg')).resize(96, 64, { fit: 'fill' }).withIccProfile('p3').jpeg({ quality: 92 }).toBuffer();
+  const bare = stripIcc(p3);
+  t.true((await sharp(p3).metadata()).hasProfile);
+  t.false((await sharp(bare).metadata()).hasProfile);
+  t.true(bare.length < p3.length);
+  const config = { ...UNNORMALISED, image_size: 64, crop_size: 64 };
+  const a = await imageToTensor(bare, config);
+  const b = await imageToTensor(p3, config);
+  const bytes = (x: typeof a) => Buffer.from((x.data as Float32Array).buffer, (x.data as Float32Array).byteOffset, (x.data as Float32Array).byteLength);
+  t.deepEqual(b.shape, [1, 3, 64, 64]);
+  t.true(bytes(b).equals(bytes(a)), 'the P3-tagged JPEG decodes to the same values as its untagged copy');
+});
