@@ -231,7 +231,8 @@ async function runOnce(precision: string): Promise<Report> {
   let peerSmall: LoadResult | undefined;
   if (!flags['no-peer'] && !onGpu) {
     log('FastAPI peer');
-    const peer = await startPeer([`${main.name}=${main.file}:${main.preset}`, `mnist=${small.file}:mnist`], threads);
+    // torch's default intra-op threads, as a hand-written server has them (NOTES.md §16).
+    const peer = await startPeer([`${main.name}=${main.file}:${main.preset}`, `mnist=${small.file}:mnist`], 0);
     try {
       peerMain = (await sweep(peer, `peer ${main.name}`, main.name, imageBody(main.name, main.image, main.imageType), [4])).points[0];
       peerSmall = (await sweep(peer, 'peer mnist PNG', 'mnist', imageBody('mnist', small.image, 'image/png'), [8])).points[0];
