@@ -2,6 +2,7 @@
 // typed-array conversions both ways (float16/bfloat16 travel as 16-bit words, int64 as BigInt64Array).
 import { BadRequestError } from '../errors.js';
 import type { DType, Tensor, TypedArray } from '../native.js';
+import { fromBfloat16, fromHalf, toBfloat16, toHalf } from '../float16.js';
 
 export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
@@ -41,63 +42,14 @@ function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** IEEE half bits of a number (round to nearest even). */
-export function toFloat16Bits(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  return sign | half;
-}
-
-export function fromFloat16Bits(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
-export function toBFloat16Bits(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  if (Number.isNaN(v)) return 0x7fc0;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-export function fromBFloat16Bits(h: number): number {
-  u32[0] = h << 16;
-  return f32[0];
-}
 
 /** Element values for JSON: numbers (int64 as Number), booleans for bool, decoded fp16/bf16. */
 export function tensorValues(t: Tensor): ArrayLike<number | boolean> {
   switch (t.dtype) {
     case 'float16':
-      return Array.from(t.data as Uint16Array, fromFloat16Bits);
+      return Array.from(t.data as Uint16Array, fromHalf);
     case 'bfloat16':
-      return Array.from(t.data as Uint16Array, fromBFloat16Bits);
+      return Array.from(t.data as Uint16Array, fromBfloat16);
     case 'int64':
       return Array.from(t.data as BigInt64Array, Number);
     case 'bool':
@@ -162,8 +114,8 @@ export function typedFromValues(values: unknown[], dtype: DType): TypedArray {
   switch (dtype) {
     case 'float32': return Float32Array.from(nums);
     case 'float64': return nums;
-    case 'float16': return Uint16Array.from(nums, toFloat16Bits);
-    case 'bfloat16': return Uint16Array.from(nums, toBFloat16Bits);
+    case 'float16': return Uint16Array.from(nums, toHalf);
+    case 'bfloat16': return Uint16Array.from(nums, toBfloat16);
     case 'int64': return BigInt64Array.from(nums, (v) => BigInt(v));
     case 'int32': return Int32Array.from(nums);
     case 'int16': return Int16Array.from(nums);

@@ -11,6 +11,7 @@ import { errorMiddleware, notFound, requestId } from './errors.js';
 import { clientSignal, createBodyParsers, queryOf } from './inputs.js';
 import { requestLog } from './request-log.js';
 import type { AppDeps } from './types.js';
+import { sendJson } from './respond.js';
 
 /** torchd's version, from package.json (two levels up from both src/http and dist/http). */
 export const serverVersion: string = (
@@ -174,10 +175,4 @@ async function sendResult(res: Response, body: unknown): Promise<void> {
   const bytes = await handlers.serializeJsonBuffer(body);
   if (res.headersSent || res.destroyed) return;
   res.status(200).type('application/json').send(bytes);
-}
-
-/** JSON with an explicit Content-Type (TorchServe sends none; clients should not have to guess). */
-export function sendJson(res: Response, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  res.status(status).type('application/json').send(JSON.stringify(body ?? null));
 }

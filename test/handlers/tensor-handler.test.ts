@@ -2,7 +2,8 @@
 import test from 'ava';
 import { BadRequestError } from '../../src/errors.js';
 import { predict, kserveV1Predict, outputToJson } from '../../src/handlers/index.js';
-import { bytesToTensor, fromFloat16Bits, jsonToTensor, toFloat16Bits } from '../../src/handlers/tensors.js';
+import { bytesToTensor, jsonToTensor } from '../../src/handlers/tensors.js';
+import { fromHalf, toHalf } from '../../src/float16.js';
 import { TENSOR, fx, modelVersion } from './helpers.js';
 
 test('JSON nested arrays → float32 with the nested shape; booleans → bool', (t) => {
@@ -22,8 +23,8 @@ test('{data, shape, dtype} with flat data, every dtype', (t) => {
   t.true(i64.data instanceof BigInt64Array);
   t.deepEqual(Array.from(i64.data as BigInt64Array), [1n, 2n, 3n, 4n]);
   const h = jsonToTensor({ data: [0.5, -2, 65504], dtype: 'float16' });
-  t.deepEqual(Array.from(h.data as Uint16Array, fromFloat16Bits), [0.5, -2, 65504]);
-  t.is(toFloat16Bits(1), 0x3c00);
+  t.deepEqual(Array.from(h.data as Uint16Array, fromHalf), [0.5, -2, 65504]);
+  t.is(toHalf(1), 0x3c00);
   t.is(jsonToTensor({ data: [1], dtype: 'FP64' }).dtype, 'float64');
   t.is(jsonToTensor({ data: [255], dtype: 'uint8' }).data[0], 255);
 });
