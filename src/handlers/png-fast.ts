@@ -5,7 +5,12 @@
 // image-preprocess.ts are taken: 8-bit, non-interlaced gray / gray+alpha / RGB / RGBA, no colour-management or
 // orientation chunks, every CRC valid. Anything else returns undefined and goes the general way, which also
 // produces the precise error for a corrupt file.
-import zlib from 'node:zlib';
+//
+// The decoding itself (chunk CRCs, inflate, scanline unfiltering) is pngjs's (project standard: a kept library
+// over hand-written parsing). What stays here is the eligibility check that pngjs cannot answer for us.
+import pngjs from 'pngjs';
+
+const { PNG } = pngjs;
 
 /** Pixel count up to which the fast path is used (a 256×256 image inflates and unfilters in well under 1 ms). */
 export const FAST_PNG_MAX_PIXELS = 256 * 256;
@@ -27,107 +32,59 @@ export interface RawPixels {
   channels: 1 | 3;
 }
 
-const crc32: ((data: Uint8Array) => number) | undefined = (zlib as unknown as { crc32?: (d: Uint8Array) => number }).crc32;
-
 /** Decodes `bytes` when it is a small plain PNG (see the header); undefined for everything else. */
 export function decodeSmallPng(bytes: Buffer): RawPixels | undefined {
-  if (crc32 === undefined || bytes.length < 8 + 25 || !bytes.subarray(0, 8).equals(SIGNATURE)) return undefined;
-  let pos = 8;
-  let width = 0;
-  let height = 0;
-  let samples = 0;
-  const idat: Buffer[] = [];
-  let sawEnd = false;
-  while (pos + 12 <= bytes.length) {
-    const length = bytes.readUInt32BE(pos);
-    const type = bytes.toString('latin1', pos + 4, pos + 8);
-    const end = pos + 12 + length;
-    if (length > 0x7fffffff || end > bytes.length) return undefined;
-    if (crc32(bytes.subarray(pos + 4, pos + 8 + length)) !== bytes.readUInt32BE(pos + 8 + length)) return undefined;
-    const body = bytes.subarray(pos + 8, pos + 8 + length);
-    if (pos === 8) {
-      if (type !== 'IHDR' || length !== 13) return undefined;
-      width = body.readUInt32BE(0);
-      height = body.readUInt32BE(4);
-      const [depth, colour, compression, filter, interlace] = body.subarray(8, 13);
-      samples = SAMPLES[colour] ?? 0;
-      if (depth !== 8 || samples === 0 || compression !== 0 || filter !== 0 || interlace !== 0) return undefined;
-      if (width === 0 || height === 0 || width * height > FAST_PNG_MAX_PIXELS) return undefined;
-    } else if (type === 'IDAT') {
-      idat.push(body);
-    } else if (type === 'IEND') {
-      sawEnd = true;
-      break;
-    } else if (REFUSED.has(type)) {
-      return undefined;
-    } else if ((type.charCodeAt(0) & 0x20) === 0) {
-      return undefined; // an unknown critical chunk
-    }
-    pos = end;
-  }
-  if (!sawEnd || idat.length === 0) return undefined;
-  const stride = width * samples;
-  let filtered: Buffer;
+  const samples = eligibleSamples(bytes);
+  if (samples === 0) return undefined;
+  let png: { width: number; height: number; data: Buffer };
   try {
-    filtered = zlib.inflateSync(idat.length === 1 ? idat[0] : Buffer.concat(idat));
+    // Always RGBA out (gray is replicated into R, G and B); throws on a bad CRC, a bad zlib stream, an unknown
+    // filter or critical chunk, truncation, or bytes after IEND — all of which sharp then reports precisely.
+    png = PNG.sync.read(bytes);
   } catch {
     return undefined;
   }
-  if (filtered.length !== (stride + 1) * height) return undefined;
-  const pixels = unfilter(filtered, stride, height, samples);
-  if (!pixels) return undefined;
-  return { ...dropAlpha(pixels, width * height, samples), width, height };
+  const n = png.width * png.height;
+  if (png.data.length !== n * 4) return undefined;
+  return { ...fromRgba(png.data, n, samples >= 3 ? 3 : 1), width: png.width, height: png.height };
 }
 
-/** Reverses the PNG scanline filters (bytes per pixel = samples, depth 8). */
-function unfilter(src: Buffer, stride: number, height: number, bpp: number): Uint8Array | undefined {
-  const out = new Uint8Array(stride * height);
-  for (let y = 0; y < height; y++) {
-    const f = src[y * (stride + 1)];
-    const s = y * (stride + 1) + 1;
-    const o = y * stride;
-    const p = o - stride; // previous row in `out` (absent on row 0)
-    switch (f) {
-      case 0:
-        out.set(src.subarray(s, s + stride), o);
-        break;
-      case 1:
-        for (let i = 0; i < stride; i++) out[o + i] = src[s + i] + (i >= bpp ? out[o + i - bpp] : 0);
-        break;
-      case 2:
-        for (let i = 0; i < stride; i++) out[o + i] = src[s + i] + (y > 0 ? out[p + i] : 0);
-        break;
-      case 3:
-        for (let i = 0; i < stride; i++) {
-          const left = i >= bpp ? out[o + i - bpp] : 0;
-          const up = y > 0 ? out[p + i] : 0;
-          out[o + i] = src[s + i] + ((left + up) >>> 1);
-        }
-        break;
-      case 4:
-        for (let i = 0; i < stride; i++) {
-          const a = i >= bpp ? out[o + i - bpp] : 0;
-          const b = y > 0 ? out[p + i] : 0;
-          const c = i >= bpp && y > 0 ? out[p + i - bpp] : 0;
-          const pa = Math.abs(b - c);
-          const pb = Math.abs(a - c);
-          const pc = Math.abs(a + b - 2 * c);
-          out[o + i] = src[s + i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c);
-        }
-        break;
-      default:
-        return undefined;
-    }
+/**
+ * Samples per pixel when `bytes` may take the fast path, else 0. This scan of chunk headers stays because
+ * pngjs answers neither question it settles before any decoding: it decodes any size (a large image would
+ * be inflated here only to be refused), and it skips iCCP, cHRM, sBIT, eXIf and acTL silently and applies
+ * tRNS/PLTE/gAMA itself, while libvips honours those chunks — so their presence must send the PNG to sharp.
+ * It reads only lengths and types; CRCs and chunk bodies are pngjs's business.
+ */
+function eligibleSamples(bytes: Buffer): number {
+  if (bytes.length < 8 + 25 || !bytes.subarray(0, 8).equals(SIGNATURE)) return 0;
+  // IHDR must come first (pngjs checks its CRC and the other fields).
+  if (bytes.readUInt32BE(8) !== 13 || bytes.toString('latin1', 12, 16) !== 'IHDR') return 0;
+  const width = bytes.readUInt32BE(16);
+  const height = bytes.readUInt32BE(20);
+  const [depth, colour, , , interlace] = bytes.subarray(24, 29);
+  const samples = SAMPLES[colour] ?? 0;
+  if (samples === 0 || depth !== 8 || interlace !== 0 || width === 0 || height === 0 || width * height > FAST_PNG_MAX_PIXELS) return 0;
+  for (let pos = 8 + 25; pos + 8 <= bytes.length;) {
+    const type = bytes.toString('latin1', pos + 4, pos + 8);
+    if (type === 'IEND') return samples;
+    if (REFUSED.has(type)) return 0;
+    pos += 12 + bytes.readUInt32BE(pos);
   }
-  return out;
+  return 0; // no IEND: truncated
 }
 
-function dropAlpha(px: Uint8Array, n: number, samples: number): { data: Uint8Array; channels: 1 | 3 } {
-  const channels = samples >= 3 ? 3 : 1;
-  if (samples === channels) return { data: px, channels };
+/** Keeps the first `channels` samples of each RGBA pixel: R for gray (pngjs replicates it), R, G, B for colour. */
+function fromRgba(rgba: Buffer, n: number, channels: 1 | 3): { data: Uint8Array; channels: 1 | 3 } {
   const out = new Uint8Array(n * channels);
-  for (let i = 0, j = 0, k = 0; i < n; i++, k += samples) {
-    for (let c = 0; c < channels; c++) out[j++] = px[k + c];
+  if (channels === 1) {
+    for (let i = 0; i < n; i++) out[i] = rgba[i * 4];
+  } else {
+    for (let i = 0, j = 0, k = 0; i < n; i++, k += 4) {
+      out[j++] = rgba[k];
+      out[j++] = rgba[k + 1];
+      out[j++] = rgba[k + 2];
+    }
   }
   return { data: out, channels };
 }

@@ -4,6 +4,7 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import zlib from 'node:zlib';
 import sharp, { type SharpOptions } from 'sharp';
 import { BadRequestError } from '../../src/errors.js';
 import { imageToTensor, imageWorkerThreadIds } from '../../src/handlers/image.js';
@@ -14,6 +15,16 @@ const fx = (name: string) => readFileSync(new URL(`../fixtures/models/${name}`, 
 const MNIST: ImageConfig = { channels: 1, image_size: null, crop_size: null, mean: [0.1307], std: [0.3081] };
 const SMALL_RGB: ImageConfig = { channels: 3, image_size: 40, crop_size: 32, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
 const sha = (a: ArrayBufferView) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+
+/** `png` with a chunk of `type` inserted right after IHDR (valid CRC). */
+function withChunk(png: Buffer, type: string, body: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(body.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(Buffer.concat([head.subarray(4), body])) >>> 0, 0);
+  return Buffer.concat([png.subarray(0, 33), head, body, crc, png.subarray(33)]);
+}
 
 /** A 61×47 crop of the sample photo: odd sizes so every filter type sees partial rows. */
 const photo = await sharp(fx('sample.jpg')).resize(61, 47, { fit: 'fill' }).raw().toBuffer();
@@ -73,7 +84,18 @@ test('PNGs outside the fast path are left to sharp: palette, 16-bit, interlaced,
     ['with an ICC profile', await rgb().withIccProfile('p3').png().toBuffer()],
     ['larger than 256×256', await sharp(fx('sample.jpg')).png().toBuffer()],
   ];
+  // Chunks pngjs skips or applies itself but libvips honours: inserted after IHDR with valid CRCs.
+  const digit = fx('images/3.png');
+  cases.push(
+    ['with a tRNS transparency key', withChunk(digit, 'tRNS', Buffer.from([0, 0]))],
+    ['with gAMA', withChunk(digit, 'gAMA', Buffer.from([0, 0, 0xb1, 0x8f]))],
+    ['with eXIf', withChunk(digit, 'eXIf', Buffer.from('MM\0*\0\0\0\x08\0\0', 'latin1'))],
+  );
   for (const [what, png] of cases) t.is(decodeSmallPng(png), undefined, what);
+  // A harmless ancillary chunk (text) does not leave the fast path, and does not change the pixels.
+  const withText = decodeSmallPng(withChunk(digit, 'tEXt', Buffer.from('Comment\0hello', 'latin1')));
+  t.truthy(withText);
+  t.is(sha(withText!.data), sha(decodeSmallPng(digit)!.data));
   // The same image through sharp still works (the general path).
   const pal = await preprocessImage(cases[0][1], MNIST);
   t.deepEqual(pal.shape, [1, 1, 47, 61]);
