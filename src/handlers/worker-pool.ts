@@ -144,12 +144,34 @@ export class WorkerPool {
  * them to workers, so `--import tsx` in execArgv alone leaves the worker unable to load `.ts`.
  */
 export function startModuleWorker(url: URL): Worker {
-  // Workers inherit the process's flags; `--input-type` (a process started with `-e`) is refused for a file worker.
-  const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
+  const execArgv = workerExecArgv(process.execArgv);
   if (!url.pathname.endsWith('.ts')) return new Worker(url, { execArgv });
   const tsx = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(url.href)}); })`;
   return new Worker(boot, { eval: true, execArgv });
+}
+
+/** Flags that load code before the entry module; each takes a value (`--flag=value` or `--flag value`). */
+const LOADER_FLAGS = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader']);
+
+/**
+ * The subset of the process's flags that a worker gets: only the module loader flags above, with their values
+ * (an instrumentation `--import`, and the `--require`/`--import` pair the tsx CLI adds, still apply inside the
+ * worker). Everything else is dropped because Node refuses to start a worker given a per-process flag
+ * (`--trace-gc`, `--input-type` of a `-e` process, ...): passing execArgv through whole made every image 500 on a
+ * server started with one. (The `.ts` boot below registers tsx itself, so it needs no flag of its own.)
+ */
+export function workerExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    if (LOADER_FLAGS.has(eq > 0 ? arg.slice(0, eq) : arg)) {
+      out.push(arg);
+      if (eq < 0 && i + 1 < argv.length) out.push(argv[++i]); // the value given as the next argument
+    }
+  }
+  return out;
 }
 
 /**

@@ -13,6 +13,7 @@ import sharp from 'sharp';
 import { BadRequestError, InternalServerError, ServiceUnavailableError } from '../../src/errors.js';
 import { closeImageWorkers, createImagePool, imageToTensor, imageWorkerThreadIds } from '../../src/handlers/image.js';
 import { preprocessImage } from '../../src/handlers/image-preprocess.js';
+import { workerExecArgv } from '../../src/handlers/worker-pool.js';
 import { IMAGENET, MNIST, randomBytes, readFx } from './helpers.js';
 
 const run = promisify(execFile);
@@ -144,6 +145,25 @@ test('a worker that cannot load its module is a server fault: InternalServerErro
 test('an idle pool does not keep the process alive: a script that preprocesses and returns exits by itself', async (t) => {
   const { stdout } = await run(process.execPath, ['--import=tsx', 'test/handlers/exit-without-close.ts'], { cwd: ROOT, timeout: 60_000 });
   t.deepEqual(JSON.parse(stdout), { shape: [1, 3, 224, 224], threads: 1 });
+});
+
+test('a server started with a flag Node refuses for workers (--trace-gc) still preprocesses images on its workers', async (t) => {
+  // `--import tsx` as two arguments: the worker must get the flag together with its value.
+  const { stdout } = await run(process.execPath, ['--trace-gc', '--import', 'tsx', 'test/handlers/exit-without-close.ts'], { cwd: ROOT, timeout: 60_000 });
+  // --trace-gc writes its GC lines to stdout too; the script's answer is the JSON line.
+  const answer = stdout.split('\n').filter((line) => line.startsWith('{'));
+  t.deepEqual(answer.map((line) => JSON.parse(line)), [{ shape: [1, 3, 224, 224], threads: 1 }]);
+});
+
+test('workers get only the module loader flags, each with its value', (t) => {
+  t.deepEqual(workerExecArgv([]), []);
+  t.deepEqual(workerExecArgv(['--trace-gc', '--input-type=module', '--max-old-space-size=512', '--inspect']), []);
+  t.deepEqual(
+    workerExecArgv(['--trace-gc', '--import', 'tsx', '--require=./a.cjs', '-r', './b.cjs', '--enable-source-maps', '--loader', 'l.mjs', '--experimental-loader=e.mjs', '--import=file:///x.mjs']),
+    ['--import', 'tsx', '--require=./a.cjs', '-r', './b.cjs', '--loader', 'l.mjs', '--experimental-loader=e.mjs', '--import=file:///x.mjs'],
+  );
+  // The tsx CLI's own flags (preflight --require, loader --import) pass; a flag whose name only starts like one does not.
+  t.deepEqual(workerExecArgv(['--require', '/t/preflight.cjs', '--import', 'file:///t/loader.mjs', '--imports-x']), ['--require', '/t/preflight.cjs', '--import', 'file:///t/loader.mjs']);
 });
 
 test('compiled to .js (as in dist/), the module starts the .js worker next to it and gives the same result', async (t) => {
