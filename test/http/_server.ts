@@ -69,12 +69,19 @@ export async function startTestServer(
   models: StoreModel[],
   properties: Record<string, string> = {},
 ): Promise<TestServer> {
-  const store = await makeModelStore(models);
+  return startOnStore(await makeModelStore(models), models.map((m) => MAR[m]).join(','), properties);
+}
+
+/**
+ * Starts torchd over an existing model store folder (`models`: the --models list), every listener on a free
+ * loopback port; close() stops it and removes the store.
+ */
+export async function startOnStore(store: string, models: string, properties: Record<string, string> = {}): Promise<TestServer> {
   const config = resolveConfig({
     properties: new Map(Object.entries(properties)),
     flags: {
       modelStore: store,
-      models: models.map((m) => MAR[m]).join(','),
+      models,
       inferenceAddress: 'http://127.0.0.1:0',
       managementAddress: 'http://127.0.0.1:0',
       metricsAddress: 'http://127.0.0.1:0',

@@ -3,40 +3,19 @@
 // (test/fixtures/engine) keeps its one worker busy for x.max() matmuls; the test waits on the server's own
 // queue counters, never on a duration.
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveConfig } from '../../src/config.js';
-import { createLogger } from '../../src/logger.js';
-import { startServer, type RunningServer } from '../../src/server.js';
 import { writeMar } from '../../src/store/index.js';
-import { call } from './_server.js';
+import { call, startOnStore, type TestServer } from './_server.js';
 
 const BUSY = fileURLToPath(new URL('../fixtures/engine/busy.pt', import.meta.url));
 
-async function startBusyServer(properties: Record<string, string>): Promise<{ url: string; server: RunningServer; close(): Promise<void> }> {
+async function startBusyServer(properties: Record<string, string>): Promise<TestServer> {
   const store = await mkdtemp(join(tmpdir(), 'torchd-busy-'));
   await writeMar({ modelName: 'busy', version: '1.0', serializedFile: BUSY, handler: 'tensor', exportPath: store });
-  const config = resolveConfig({
-    properties: new Map(Object.entries(properties)),
-    flags: {
-      modelStore: store,
-      models: 'busy=busy.mar',
-      inferenceAddress: 'http://127.0.0.1:0',
-      managementAddress: 'http://127.0.0.1:0',
-      metricsAddress: 'http://127.0.0.1:0',
-    },
-  });
-  const server = await startServer(config, { logger: createLogger({ level: 'silent' }) });
-  return {
-    url: server.addresses.inference,
-    server,
-    async close() {
-      await server.close(1000);
-      await rm(store, { recursive: true, force: true });
-    },
-  };
+  return startOnStore(store, 'busy=busy.mar', properties);
 }
 
 const predict = (url: string, n: number) =>
