@@ -51,8 +51,11 @@ export interface LoadOptions {
 }
 
 export interface IgOptions {
-  /** Target class index per example (length = batch size of inputs[0]). */
-  target: number[];
+  /**
+   * Target class index per example (length = batch size of inputs[0]). Omitted: each example's
+   * predicted class (argmax of F(x), from the forward IG runs anyway).
+   */
+  target?: number[];
   /** Number of integration steps (default 15). */
   steps?: number;
   method?: 'gausslegendre' | 'riemann_trapezoid';

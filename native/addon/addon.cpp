@@ -15,6 +15,7 @@
 #include "convert.h"
 #include "errors.h"
 #include "executor.h"
+#include "integrated_gradients.h"
 #include "model.h"
 
 namespace torchd::addon {
@@ -219,18 +220,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       if (!info[1].IsObject()) throw EngineError(ErrorCode::Argument, "options must be an object { target, ... }", ErrorKind::TypeError);
       Napi::Object opts = info[1].As<Napi::Object>();
       Napi::Value target = opts.Get("target");
-      if (!target.IsArray()) throw EngineError(ErrorCode::Argument, "options.target must be an array of class indices", ErrorKind::TypeError);
-      Napi::Array targets = target.As<Napi::Array>();
-      for (uint32_t i = 0; i < targets.Length(); ++i) {
-        Napi::Value t = targets.Get(i);
-        double d = t.IsNumber() ? t.As<Napi::Number>().DoubleValue() : -1.5;
-        if (!t.IsNumber() || d != static_cast<double>(static_cast<int64_t>(d))) {
-          throw EngineError(ErrorCode::Argument, "options.target[" + std::to_string(i) + "] must be an integer", ErrorKind::TypeError);
+      if (target.IsUndefined()) {
+        // No target: the core picks each example's predicted class from the forward it runs anyway.
+        if (!views.empty() && !views[0].shape.empty()) options.target.assign(views[0].shape[0], kArgmaxTarget);
+      } else {
+        if (!target.IsArray()) throw EngineError(ErrorCode::Argument, "options.target must be an array of class indices", ErrorKind::TypeError);
+        Napi::Array targets = target.As<Napi::Array>();
+        for (uint32_t i = 0; i < targets.Length(); ++i) {
+          Napi::Value t = targets.Get(i);
+          double d = t.IsNumber() ? t.As<Napi::Number>().DoubleValue() : -1.5;
+          if (!t.IsNumber() || d != static_cast<double>(static_cast<int64_t>(d))) {
+            throw EngineError(ErrorCode::Argument, "options.target[" + std::to_string(i) + "] must be an integer", ErrorKind::TypeError);
+          }
+          if (d < 0) {
+            throw EngineError(ErrorCode::Argument, "options.target[" + std::to_string(i) + "] must be >= 0", ErrorKind::RangeError);
+          }
+          options.target.push_back(static_cast<int64_t>(d));
         }
-        if (d < 0) {
-          throw EngineError(ErrorCode::Argument, "options.target[" + std::to_string(i) + "] must be >= 0", ErrorKind::RangeError);
-        }
-        options.target.push_back(static_cast<int64_t>(d));
       }
       Napi::Value steps = opts.Get("steps");
       if (!steps.IsUndefined()) {

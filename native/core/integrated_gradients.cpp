@@ -54,7 +54,6 @@ IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<
   const int64_t n = x.size(0);
   const int steps = static_cast<int>(rule.alphas.size());
   const int perPass = chunk <= 0 || chunk > steps ? steps : chunk;
-  auto targetIndex = torch::tensor(target, torch::TensorOptions().dtype(at::kLong)).to(x.device());
 
   auto argsFor = [&](const at::Tensor& first, int64_t copies) {
     std::vector<c10::IValue> args{first};
@@ -62,20 +61,28 @@ IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<
     return args;
   };
 
-  // Endpoints F(x)_t and F(baseline)_t for the completeness delta, in one pass without a graph.
+  // Endpoints F(x)_t and F(baseline)_t for the completeness delta, in one pass without a graph; the
+  // same F(x) resolves kArgmaxTarget entries to the predicted class.
   at::Tensor endpointGap;
+  at::Tensor targetIndex;
   {
     torch::NoGradGuard noGrad;
     at::Tensor both = scores(forward(argsFor(at::cat({x, baseline}), 2)), 2 * n);
     const int64_t k = both.size(1);
+    std::vector<int64_t> resolved = target;
+    at::Tensor predicted;
     for (int64_t i = 0; i < n; ++i) {
-      if (target[i] < 0 || target[i] >= k) {
+      if (target[i] == kArgmaxTarget) {
+        if (!predicted.defined()) predicted = both.slice(0, 0, n).argmax(1).to(at::kCPU).contiguous();
+        resolved[i] = predicted.data_ptr<int64_t>()[i];
+      } else if (target[i] < 0 || target[i] >= k) {
         throw EngineError(ErrorCode::Argument,
                           "target[" + std::to_string(i) + "] = " + std::to_string(target[i]) +
                               " is out of range for " + std::to_string(k) + " outputs",
                           ErrorKind::RangeError);
       }
     }
+    targetIndex = torch::tensor(resolved, torch::TensorOptions().dtype(at::kLong)).to(x.device());
     at::Tensor picked = both.gather(1, targetIndex.repeat({2}).unsqueeze(1)).squeeze(1).to(at::kDouble);
     endpointGap = picked.slice(0, 0, n) - picked.slice(0, n, 2 * n);
   }

@@ -5,7 +5,7 @@ import type { ModelVersion } from '../engine/types.js';
 import type { ServerMetrics, Stage } from '../metrics/types.js';
 import type { OutputTree, Tensor } from '../native.js';
 import { decodeBase64Image, imageToTensor } from './image.js';
-import { argmax, outputToJson, postprocessRow, scoresRow, tensorToJson } from './output.js';
+import { outputToJson, postprocessRow, scoresRow, tensorToJson } from './output.js';
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
 
 export { outputToJson, postprocessRow, serializeJson, serializeJsonBuffer, OrderedJson, softmax } from './output.js';
@@ -197,17 +197,15 @@ function parseTarget(value: unknown): number | undefined {
  */
 async function explainRow(mv: ModelVersion, args: Tensor[], target: number | undefined, steps: number, o: HandleOptions): Promise<unknown> {
   const options = { signal: o.signal, deadline: o.deadline };
-  let classes: number | undefined;
-  if (target === undefined || target > 0) {
-    // The forward gives the default target and the class count that bounds an explicit one.
-    const scores = scoresRow(await mv.batcher.infer(args, options), 'class scores to explain');
-    classes = scores.length;
-    target ??= argmax(scores);
+  if (target !== undefined && target > 0) {
+    // The forward gives the class count that bounds an explicit target, for a message naming the range.
+    const classes = scoresRow(await mv.batcher.infer(args, options), 'class scores to explain').length;
+    if (target >= classes) {
+      throw new BadRequestError(`target ${target} is out of range: the model has ${classes} classes (0..${classes - 1})`);
+    }
   }
-  if (classes !== undefined && target >= classes) {
-    throw new BadRequestError(`target ${target} is out of range: the model has ${classes} classes (0..${classes - 1})`);
-  }
-  const result = await mv.batcher.explain(args, { target: [target], steps }, options);
+  // No target: the native IG takes the predicted class from its own forward on x (no extra round trip).
+  const result = await mv.batcher.explain(args, target === undefined ? { steps } : { target: [target], steps }, options);
   return timed(mv, o, 'postprocess', () => tensorToJson(result.attributions, 1));
 }
 

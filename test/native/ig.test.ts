@@ -101,3 +101,38 @@ test('two-input model: attributions for the first input, the second held fixed p
   // The right input only shifts the output: attributions for `left` do not depend on it.
   t.true(maxAbsError(zeroRight.attributions.data as Float32Array, r.attributions.data as Float32Array) < 1e-6);
 });
+
+test('CNN without target: same as target = argmax of a forward, per example', async (t) => {
+  const m = await loadModel(fixture('cnn.pt'));
+  const x = f32(reference.cnn.input);
+  const out = (await m.forward([x])) as Tensor;
+  const scores = out.data as Float32Array;
+  const k = scores.length / 2;
+  const argmax = [0, 1].map((r) => {
+    let best = 0;
+    for (let j = 1; j < k; j++) if (scores[r * k + j] > scores[r * k + best]) best = j;
+    return best;
+  });
+  const given = await m.integratedGradients([x], { target: argmax, steps: 8 });
+  const picked = await m.integratedGradients([x], { steps: 8 });
+  t.deepEqual(picked.attributions.shape, [2, 1, 28, 28]);
+  t.true(maxAbsError(picked.attributions.data as Float32Array, given.attributions.data as Float32Array) < 1e-6);
+  t.true(maxAbsError(picked.delta, given.delta) < 1e-9);
+  // A wrong class must give different attributions, so the comparison above can fail.
+  const other = await m.integratedGradients([x], { target: argmax.map((c) => (c + 1) % k), steps: 8 });
+  t.true(maxAbsError(other.attributions.data as Float32Array, given.attributions.data as Float32Array) > 1e-4);
+  await m.dispose();
+});
+
+test('explicit targets are still checked against the output width; null target is refused', async (t) => {
+  const m = await loadModel(fixture('cnn.pt'));
+  const x = f32(reference.cnn.input);
+  const e = await t.throwsAsync(m.integratedGradients([x], { target: [0, 10] }), { instanceOf: RangeError });
+  t.is((e as { code?: string }).code, 'E_ARGUMENT');
+  t.is(e?.message, 'target[1] = 10 is out of range for 10 outputs');
+  await t.throwsAsync(m.integratedGradients([x], { target: null as unknown as number[] }), {
+    instanceOf: TypeError,
+    message: 'options.target must be an array of class indices',
+  });
+  await m.dispose();
+});

@@ -216,43 +216,15 @@ function numberParam(params: Record<string, unknown>, key: string): number | num
   throw new BadRequestError(`parameters.${key} must be a non-negative integer (or a list of them), got ${JSON.stringify(v)}`);
 }
 
-/** Index of the largest value of each row of the first tensor in `out` (the class a forward predicts). */
-function argmaxRows(out: OutputTree): number[] {
-  const find = (node: OutputTree): Tensor | undefined => {
-    if (isTensor(node)) return node;
-    if (Array.isArray(node)) {
-      for (const e of node) {
-        const t = find(e);
-        if (t) return t;
-      }
-    } else if (node !== null && typeof node === 'object') {
-      for (const e of Object.values(node)) {
-        const t = find(e as OutputTree);
-        if (t) return t;
-      }
-    }
-    return undefined;
-  };
-  const t = find(out);
-  if (!t || t.shape.length === 0) throw new BadRequestError('Cannot choose a default explanation target: the model returns no batched tensor; pass parameters.target');
-  const rows = t.shape[0];
-  const width = t.data.length / Math.max(rows, 1);
-  const values = t.dtype === 'int64' ? Array.from(t.data as BigInt64Array, Number) : Array.from(t.data as Float32Array);
-  return Array.from({ length: rows }, (_, r) => {
-    let best = 0;
-    for (let j = 1; j < width; j++) if (values[r * width + j] > values[r * width + best]) best = j;
-    return best;
-  });
-}
-
 async function explainArgs(mv: ModelVersion, args: Tensor[], request: DecodedRequest, options: InferOptions, index: number) {
   const batch = args[0].shape[0] ?? 1;
   const steps = numberParam(request.parameters, 'n_steps');
   if (Array.isArray(steps) || steps === 0) throw new BadRequestError('parameters.n_steps must be a positive integer');
   const given = numberParam(request.parameters, 'target');
+  // No target: the native IG takes each example's predicted class from its own forward on x.
+  if (given === undefined) return mv.batcher.explain(args, { steps }, options);
   let target: number[];
-  if (given === undefined) target = argmaxRows(await mv.batcher.infer(args, options));
-  else if (Array.isArray(given)) target = given.length === batch ? given : given.slice(index, index + batch);
+  if (Array.isArray(given)) target = given.length === batch ? given : given.slice(index, index + batch);
   else target = Array(batch).fill(given);
   if (target.length !== batch) throw new BadRequestError(`parameters.target has ${target.length} entries for ${batch} examples`);
   return mv.batcher.explain(args, { target, steps }, options);
