@@ -146,19 +146,8 @@ function rethrow(error: unknown, site: { stack?: string }): never {
   throw out;
 }
 
-interface RawModel {
-  readonly path: string;
-  readonly device: string;
-  readonly inputs: { name: string }[];
-  readonly parameterCount: number;
-  readonly parameterBytes: number;
-  readonly workers: number;
-  readonly forwardCalls: number;
-  setWorkers(n: number): void;
-  forward(inputs: Tensor[]): Promise<OutputTree>;
-  integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult>;
-  dispose(): Promise<void>;
-}
+/** The addon's own model object: the surface of Model, but rejecting with untraced native errors. */
+type RawModel = Model;
 
 interface Addon {
   buildInfo(): BuildInfo;

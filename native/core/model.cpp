@@ -119,6 +119,23 @@ void prepareTorchThread() {
   throw EngineError(ErrorCode::Forward, what);
 }
 
+// Turns the exception being handled into an EngineError with its code; call it from a catch block.
+[[noreturn]] void rethrowCurrentAsEngineError() {
+  try {
+    throw;
+  } catch (const EngineError&) {
+    throw;
+  } catch (const c10::OutOfMemoryError& e) {
+    throw EngineError(ErrorCode::OutOfMemory, e.what_without_backtrace());
+  } catch (const c10::Error& e) {
+    rethrowAsEngineError(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    throw EngineError(ErrorCode::OutOfMemory, "out of host memory");
+  } catch (const std::exception& e) {
+    rethrowAsEngineError(e.what());
+  }
+}
+
 struct Model::Impl {
   std::string path;
   DeviceSpec device;
@@ -255,16 +272,8 @@ OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane) {
     outputOptions.widenFloats = impl_->castFloats;
     outputOptions.borrowed = &borrowed;
     return toOutputNode(out, outputOptions);
-  } catch (const EngineError&) {
-    throw;
-  } catch (const c10::OutOfMemoryError& e) {
-    throw EngineError(ErrorCode::OutOfMemory, e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    rethrowAsEngineError(e.what_without_backtrace());
-  } catch (const std::bad_alloc&) {
-    throw EngineError(ErrorCode::OutOfMemory, "out of host memory");
-  } catch (const std::exception& e) {
-    rethrowAsEngineError(e.what());
+  } catch (...) {
+    rethrowCurrentAsEngineError();
   }
 }
 
@@ -323,16 +332,8 @@ IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const
     }
     ForwardFn forward = [this](std::vector<c10::IValue> args) { return impl_->run(std::move(args)); };
     return computeIntegratedGradients(forward, tensors, baseline, options.target, rule, options.chunk);
-  } catch (const EngineError&) {
-    throw;
-  } catch (const c10::OutOfMemoryError& e) {
-    throw EngineError(ErrorCode::OutOfMemory, e.what_without_backtrace());
-  } catch (const c10::Error& e) {
-    rethrowAsEngineError(e.what_without_backtrace());
-  } catch (const std::bad_alloc&) {
-    throw EngineError(ErrorCode::OutOfMemory, "out of host memory");
-  } catch (const std::exception& e) {
-    rethrowAsEngineError(e.what());
+  } catch (...) {
+    rethrowCurrentAsEngineError();
   }
 }
 
