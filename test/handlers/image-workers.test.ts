@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -27,16 +28,27 @@ const sha256 = (data: ArrayBufferView): string => createHash('sha256').update(ne
 // Serial tests run first, alone, so no in-thread preprocessing of a concurrent test blocks the loop being measured.
 test.serial('the event loop stays free while 8 × 1280 px images are preprocessed at once', async (t) => {
   await Promise.all([imageToTensor(jpeg1280, IMAGENET), imageToTensor(jpeg1280, IMAGENET)]); // start the threads
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
-  const out = await Promise.all(Array.from({ length: 8 }, () => imageToTensor(jpeg1280, IMAGENET)));
-  loop.disable();
-  for (const o of out) t.deepEqual(o.shape, [1, 3, 224, 224]);
-  const maxMs = loop.max / 1e6;
-  t.log(`event-loop delay max ${maxMs.toFixed(1)} ms, p99 ${(loop.percentile(99) / 1e6).toFixed(1)} ms`);
-  // In-thread, the 8 resizes run largely back to back on the loop (measured 137 ms here); off-thread only
-  // message hand-offs remain. Generous bound: this 2-core machine is shared with other test runs.
-  t.true(maxMs < 50, `event-loop delay max ${maxMs.toFixed(1)} ms`);
+  // In-thread, the 8 resizes run back to back on the loop (measured with preprocessImage on the loop:
+  // max and p99 ≈ 39 ms); off-thread only message hand-offs remain (max 4–8.5 ms, p99 2–5 ms). The machine is shared with other
+  // test processes, whose scheduling shows up as loop delay too: the best of three runs is judged.
+  let best = { max: Infinity, p99: Infinity };
+  for (let attempt = 0; attempt < 3 && best.max >= 25; attempt++) {
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const out = await Promise.all(Array.from({ length: 8 }, () => imageToTensor(jpeg1280, IMAGENET)));
+    loop.disable();
+    for (const o of out) t.deepEqual(o.shape, [1, 3, 224, 224]);
+    const run = { max: loop.max / 1e6, p99: loop.percentile(99) / 1e6 };
+    t.log(`event-loop delay max ${run.max.toFixed(1)} ms, p99 ${run.p99.toFixed(1)} ms`);
+    best = { max: Math.min(best.max, run.max), p99: Math.min(best.p99, run.p99) };
+  }
+  t.true(best.p99 < 25, `event-loop delay p99 ${best.p99.toFixed(1)} ms`);
+  const loadPerCore = loadavg()[0] / cpus().length;
+  if (loadPerCore > 1.5) {
+    t.log(`max event-loop delay ${best.max.toFixed(1)} ms not asserted: machine oversubscribed (load per core ${loadPerCore.toFixed(1)} > 1.5)`);
+  } else {
+    t.true(best.max < 25, `event-loop delay max ${best.max.toFixed(1)} ms`);
+  }
 });
 
 test.serial('closeImageWorkers: images in flight reject with ServiceUnavailableError; the next image restarts the pool', async (t) => {
