@@ -166,6 +166,11 @@ export type Scrape = PromSample[];
 export async function scrape(metricsBase: string): Promise<Scrape> {
   const text = await (await fetch(`${metricsBase}/metrics`)).text();
   parsePrometheusTextFormat(text);
+  return sampleLines(text);
+}
+
+/** Every sample line of Prometheus exposition text, with its labels (also used by the metrics tests). */
+export function sampleLines(text: string): Scrape {
   return text
     .split('\n')
     .filter((l) => l && !l.startsWith('#'))

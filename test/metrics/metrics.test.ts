@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { createMetrics, createMetricsApp } from '../../src/metrics/index.js';
+import { sampleLines, type PromSample } from '../../bench/lib/servers.js';
 import { f32, makeRegistry, specFor } from '../engine/helpers.js';
 
 interface Family {
@@ -23,7 +24,7 @@ interface Scrape {
   families: Map<string, Family>;
   /** Every sample line: the parser folds labelled histograms into one unlabelled sample, so their
    * `_count`/`_sum` series per label set are read from the lines themselves. */
-  samples: { name: string; labels: Record<string, string>; value: number }[];
+  samples: PromSample[];
 }
 
 async function scrape(url: string): Promise<Scrape> {
@@ -34,15 +35,7 @@ async function scrape(url: string): Promise<Scrape> {
   }
   const text = await res.text();
   const families = parsePrometheusTextFormat(text) as Family[]; // throws on malformed exposition text
-  const samples = text
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(l);
-      if (!m) throw new Error(`unparsable sample line: ${l}`);
-      const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-      return { name: m[1], labels, value: Number(m[3]) };
-    });
+  const samples = sampleLines(text);
   return { families: new Map(families.map((f) => [f.name, f])), samples };
 }
 
