@@ -21,14 +21,19 @@ interface StartFlags {
 
 async function start(flags: StartFlags): Promise<void> {
   const logger = createLogger(flags.logLevel ? { level: flags.logLevel as 'info' } : {});
-  const config = await loadConfig(flags.tsConfig, {
-    modelStore: flags.modelStore,
-    models: flags.models,
-    inferenceAddress: flags.inferenceAddress,
-    managementAddress: flags.managementAddress,
-    metricsAddress: flags.metricsAddress,
-    enableTokenAuth: flags.disableTokenAuth ? false : flags.enableTokenAuth,
-  });
+  const config = await loadConfig(
+    flags.tsConfig,
+    {
+      modelStore: flags.modelStore,
+      models: flags.models,
+      inferenceAddress: flags.inferenceAddress,
+      managementAddress: flags.managementAddress,
+      metricsAddress: flags.metricsAddress,
+      enableTokenAuth: flags.disableTokenAuth ? false : flags.enableTokenAuth,
+    },
+    process.cwd(),
+    process.env,
+  );
   const server = await startServer(config, { logger });
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {
@@ -87,6 +92,7 @@ export function buildProgram(): Command {
     .option('--enable-token-auth', 'require the keys written to key_file.json')
     .option('--disable-token-auth', 'TorchServe spelling: no token auth (the default)')
     .option('--foreground', 'accepted for TorchServe compatibility; torchd always runs in the foreground')
+    .addOption(new Option('--start', 'accepted for TorchServe compatibility (`torchd --start …` is `torchd start …`)').hideHelp())
     .addOption(new Option('--ncs', 'accepted for TorchServe compatibility (no config snapshots)').hideHelp())
     .addOption(new Option('--log-level <level>', 'pino level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
     .action((flags: StartFlags) => start(flags));
@@ -106,9 +112,23 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * TorchServe's command line (`torchserve --start --model-store=… --ts-config=…`, as KServe's torchserve
+ * runtime runs it) becomes `torchd start …`, so a runtime's `args` only swap the program name. `--start`
+ * runs in the foreground: in a container torchd is the main process (TorchServe daemonises instead).
+ */
+export function torchserveArgs(args: string[]): string[] {
+  if (args.length === 0 || !args[0].startsWith('-')) return args;
+  if (args.includes('--stop')) {
+    throw new Error('--stop: torchd has no daemon to stop; it runs in the foreground and stops gracefully on SIGTERM (docker stop, kubectl delete pod, Ctrl-C)');
+  }
+  if (args.includes('--start') || args.includes('--foreground')) return ['start', ...args.filter((a) => a !== '--start')];
+  return args;
+}
+
 export async function main(argv = process.argv): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv);
+    await buildProgram().parseAsync([...argv.slice(0, 2), ...torchserveArgs(argv.slice(2))]);
   } catch (err) {
     const message = err instanceof ConfigError ? err.message : `torchd: ${(err as Error).message ?? String(err)}`;
     process.stderr.write(`${message}\n`);

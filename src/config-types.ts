@@ -1,4 +1,4 @@
-// The settled server configuration (config.properties + CLI flags, validated by src/config.ts).
+// The settled server configuration (config.properties + TS_* environment + CLI flags, validated by src/config.ts).
 import type { ModelSettings } from './engine/types.js';
 
 export interface ServerConfig {
@@ -23,6 +23,15 @@ export interface ServerConfig {
   keyFile: string;
   /** LibTorch intra-op threads per worker (0 = derive from cores) */
   intraOpThreads: number;
-  /** Keys present in config.properties that torchd does not use (logged once at start). */
+  /** enable_metrics_auth: GET /metrics needs `Authorization: Bearer <metrics key>` */
+  enableMetricsAuth?: boolean;
+  /** metrics_auth_token: the metrics key (e.g. from a Secret); otherwise one is generated into keyFile */
+  metricsAuthToken?: string;
+  /**
+   * Keys present in config.properties (and TS_* variables) that torchd does not use, logged once at
+   * start; unused per-version model_snapshot keys appear as model_snapshot.models.NAME.VERSION.KEY.
+   */
   ignoredKeys: string[];
+  /** PROTOCOL_VERSION, TS_SERVICE_ENVELOPE, service_envelope: accepted, logged, change nothing. */
+  informational?: Record<string, string>;
 }

@@ -1,6 +1,7 @@
-// Reads TorchServe's `config.properties` plus CLI flags into the settled ServerConfig.
+// Reads TorchServe's `config.properties`, `TS_<KEY>` environment variables and CLI flags into the settled
+// ServerConfig (precedence CLI > environment > file > default, as TorchServe's enable_envvars_config).
 // Users bring their existing files: keys torchd does not use are accepted and reported as ignored;
-// keys it does use are validated with zod and a bad one is named with its value.
+// keys it does use are validated with zod, wherever they came from, and a bad one is named with its value.
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -117,32 +118,40 @@ const regexList = list.pipe(
 );
 
 // Per-version settings of the `models` key (TorchServe's names; marName/defaultVersion are its extras).
-const versionSettings = z
-  .object({
-    batchSize: z.number().int().min(1),
-    maxBatchDelay: z.number().min(0),
-    minWorkers: z.number().int().min(0),
-    maxWorkers: z.number().int().min(1),
-    responseTimeout: z.number().positive(),
-    device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N'),
-    precision: z.enum(['fp32', 'fp16', 'bf16']),
-    jobQueueSize: z.number().int().min(1),
-    marName: z.string(),
-    defaultVersion: z.boolean(),
-  })
-  .partial()
-  .strict();
-const modelsJson = z
-  .string()
-  .transform((s, ctx) => {
-    try {
-      return JSON.parse(s) as unknown;
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: `expected JSON: ${(e as Error).message}` });
-      return z.NEVER;
-    }
-  })
-  .pipe(z.record(z.string(), z.record(z.string(), versionSettings)));
+const versionShape = {
+  batchSize: z.number().int().min(1),
+  maxBatchDelay: z.number().min(0),
+  minWorkers: z.number().int().min(0),
+  maxWorkers: z.number().int().min(1),
+  responseTimeout: z.number().positive(),
+  device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N'),
+  precision: z.enum(['fp32', 'fp16', 'bf16']),
+  jobQueueSize: z.number().int().min(1),
+  marName: z.string(),
+  defaultVersion: z.boolean(),
+};
+const versionSettings = z.object(versionShape).partial().strict();
+type VersionSettings = z.infer<typeof versionSettings>;
+const json = z.string().transform((s, ctx) => {
+  try {
+    return JSON.parse(s) as unknown;
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `expected JSON: ${(e as Error).message}` });
+    return z.NEVER;
+  }
+});
+const modelsJson = json.pipe(z.record(z.string(), z.record(z.string(), versionSettings)));
+// TorchServe's snapshot (what KServe's torchserve samples carry): {"name", "modelCount", "models": {name:
+// {version: settings}}}. Snapshots written by newer TorchServe releases carry per-version keys torchd has
+// no use for (e.g. startupTimeout), so unknown keys there are reported as ignored instead of refused; the
+// keys torchd does use are validated as strictly as in `models`.
+const modelSnapshotJson = json.pipe(
+  z.looseObject({
+    models: z.record(z.string(), z.record(z.string(), z.looseObject(versionSettings.shape).refine((v) => typeof v.marName === 'string', 'expected marName (the archive in the model store)'))),
+  }),
+);
+/** Environment variables KServe's torchserve runtime sets; accepted and logged, they change nothing here. */
+const INFORMATIONAL_ENV = ['PROTOCOL_VERSION', 'TS_SERVICE_ENVELOPE'] as const;
 
 /** The config.properties keys torchd reads, with their validators. */
 const USED_KEYS = {
@@ -162,8 +171,23 @@ const USED_KEYS = {
   disable_token_authorization: bool,
   key_file: z.string().min(1),
   intra_op_threads: integer(0, 'threads'),
+  model_snapshot: modelSnapshotJson,
+  // torchd reads TS_<KEY> unless the file turns this off explicitly (TorchServe: off unless true).
+  enable_envvars_config: bool,
+  // Bearer token on GET /metrics; the token is metrics_auth_token, else one generated into key_file.
+  enable_metrics_auth: bool,
+  metrics_auth_token: z.string().regex(/^[\x21-\x7e]{16,}$/, 'expected at least 16 printable characters without spaces'),
+  // Only Prometheus text is served; the key is accepted so TorchServe/KServe files need no edit.
+  metrics_format: z.enum(['prometheus'], "only 'prometheus' is served"),
+  // TorchServe's global envelope switch: torchd serves every envelope on its own route (informational).
+  service_envelope: z.string(),
 } as const;
 type UsedKey = keyof typeof USED_KEYS;
+
+/** The environment variable that sets a key: TorchServe's `TS_` + the key in capitals. */
+export function envName(key: string): string {
+  return `TS_${key.toUpperCase()}`;
+}
 
 const FLAG_KEYS: Record<keyof ConfigFlags, { key: UsedKey; flag: string }> = {
   modelStore: { key: 'model_store', flag: '--model-store' },
@@ -182,18 +206,37 @@ export interface ResolveOptions {
   flags?: ConfigFlags;
   /** relative model_store / key_file resolve against this (default process.cwd()) */
   cwd?: string;
+  /** environment to read `TS_<KEY>` (and PROTOCOL_VERSION) from; none when omitted */
+  env?: Record<string, string | undefined>;
 }
 
-/** Validates properties + flags into a ServerConfig; throws ConfigError naming every bad key. */
+/** Validates properties + environment + flags into a ServerConfig; throws ConfigError naming every bad key. */
 export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
   const source = options.source ?? 'config.properties';
   const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? {};
   const raw = new Map<string, { value: string; origin: string }>();
   for (const [k, v] of Object.entries(DEFAULTS)) raw.set(k, { value: v, origin: 'default' });
   const ignoredKeys: string[] = [];
   for (const [k, v] of options.properties ?? []) {
     if (k in USED_KEYS) raw.set(k, { value: v, origin: `${source}: ${k}` });
     else ignoredKeys.push(k);
+  }
+  // Only an explicit `enable_envvars_config=false` in the file turns the environment off: containers are
+  // configured through it, and KServe's own sample files set it to true.
+  const envEnabled = options.properties?.get('enable_envvars_config')?.trim().toLowerCase() !== 'false';
+  const informational: Record<string, string> = {};
+  for (const name of INFORMATIONAL_ENV) if (env[name] !== undefined) informational[name] = env[name]!;
+  const ignoredEnv: string[] = [];
+  if (envEnabled) {
+    const byEnvName = new Map(Object.keys(USED_KEYS).map((k) => [envName(k), k]));
+    for (const name of Object.keys(env).sort()) {
+      if (!name.startsWith('TS_') || env[name] === undefined) continue;
+      const key = byEnvName.get(name);
+      if (key === 'enable_envvars_config') continue; // the switch is the file's to set
+      if (key) raw.set(key, { value: env[name]!, origin: name });
+      else ignoredEnv.push(name);
+    }
   }
   for (const [name, { key, flag }] of Object.entries(FLAG_KEYS)) {
     const v = options.flags?.[name as keyof ConfigFlags];
@@ -209,19 +252,37 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     else {
       const issue = result.error.issues[0];
       const where = issue.path.length ? ` at ${issue.path.join('.')}` : '';
-      const shown = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+      const shown = key === 'metrics_auth_token' ? '<redacted>' : value.length > 200 ? `${value.slice(0, 200)}…` : value;
       problems.push(`${origin === 'default' ? key : origin}=${JSON.stringify(shown)} is invalid${where}: ${issue.message}`);
     }
   }
   if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join('\n  ')}`);
   if (settled.model_store === undefined) {
-    throw new ConfigError('No model store: pass --model-store DIR or set model_store in config.properties');
+    throw new ConfigError('No model store: pass --model-store DIR, set TS_MODEL_STORE or set model_store in config.properties');
   }
+  if (settled.service_envelope !== undefined) informational.service_envelope = settled.service_envelope as string;
 
+  // model_snapshot: its settings are the base for each version; the `models` key overrides them per field.
+  // Its models are loaded at start unless load_models / --models name the models explicitly.
   const models: ServerConfig['models'] = {};
-  for (const [name, versions] of Object.entries((settled.models ?? {}) as z.infer<typeof modelsJson>)) {
+  const loadModels = [...((settled.load_models as string[] | undefined) ?? [])];
+  const snapshot = settled.model_snapshot as { models: Record<string, Record<string, Record<string, unknown>>> } | undefined;
+  const fromSnapshot = loadModels.length === 0;
+  for (const [name, versions] of Object.entries(snapshot?.models ?? {})) {
     models[name] = {};
-    for (const [version, s] of Object.entries(versions)) models[name][version] = s;
+    for (const [version, all] of Object.entries(versions)) {
+      const known: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(all)) {
+        if (k in versionShape) known[k] = v;
+        else ignoredKeys.push(`model_snapshot.models.${name}.${version}.${k}`);
+      }
+      models[name][version] = known as VersionSettings;
+      if (fromSnapshot) loadModels.push(`${name}=${known.marName as string}`);
+    }
+  }
+  for (const [name, versions] of Object.entries((settled.models ?? {}) as z.infer<typeof modelsJson>)) {
+    models[name] ??= {};
+    for (const [version, s] of Object.entries(versions)) models[name][version] = { ...models[name][version], ...s };
   }
   const tokenAuth = settled.disable_token_authorization === true ? false : (settled.enable_token_auth as boolean);
   return {
@@ -229,7 +290,7 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     managementAddress: settled.management_address as string,
     metricsAddress: settled.metrics_address as string,
     modelStore: resolve(cwd, settled.model_store as string),
-    loadModels: (settled.load_models as string[] | undefined) ?? [],
+    loadModels,
     maxRequestSize: settled.max_request_size as number,
     defaultResponseTimeout: settled.default_response_timeout as number,
     defaultWorkersPerModel: settled.default_workers_per_model as number,
@@ -239,12 +300,26 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     enableTokenAuth: tokenAuth,
     keyFile: resolve(cwd, (settled.key_file as string | undefined) ?? join(cwd, 'key_file.json')),
     intraOpThreads: settled.intra_op_threads as number,
-    ignoredKeys,
+    enableMetricsAuth: (settled.enable_metrics_auth as boolean | undefined) ?? false,
+    metricsAuthToken: settled.metrics_auth_token as string | undefined,
+    ignoredKeys: [...ignoredKeys, ...ignoredEnv],
+    informational,
   };
 }
 
-/** Reads `--ts-config FILE` (if any) and merges the flags. */
-export async function loadConfig(tsConfig: string | undefined, flags: ConfigFlags, cwd = process.cwd()): Promise<ServerConfig> {
+/** The settled configuration as it may be logged: secrets replaced by "<redacted>". */
+export function loggableConfig(config: ServerConfig): Record<string, unknown> {
+  const { ignoredKeys: _i, informational: _n, ...rest } = config;
+  return { ...rest, metricsAuthToken: config.metricsAuthToken === undefined ? undefined : '<redacted>' };
+}
+
+/** Reads `--ts-config FILE` (if any), merges `TS_<KEY>` from `env` and the flags. */
+export async function loadConfig(
+  tsConfig: string | undefined,
+  flags: ConfigFlags,
+  cwd = process.cwd(),
+  env: Record<string, string | undefined> = {},
+): Promise<ServerConfig> {
   let properties: Map<string, string> | undefined;
   if (tsConfig) {
     let text: string;
@@ -255,7 +330,7 @@ export async function loadConfig(tsConfig: string | undefined, flags: ConfigFlag
     }
     properties = parseProperties(text);
   }
-  return resolveConfig({ properties, source: tsConfig, flags, cwd });
+  return resolveConfig({ properties, source: tsConfig, flags, cwd, env });
 }
 
 /** "http://host:port" → what net.Server.listen takes. */

@@ -1,11 +1,11 @@
 // Owns ports and lifecycle: builds the engine and the three apps, loads the startup models, listens,
 // and closes gracefully (stop accepting → finish in-flight requests → dispose models).
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { ServerConfig } from './config-types.js';
-import { isLoopback, listenTarget } from './config.js';
+import { isLoopback, listenTarget, loggableConfig } from './config.js';
 import { createRegistry } from './engine/registry.js';
 import type { ModelSettings, Registry } from './engine/types.js';
 import { createInferenceApp, type InferenceAppOptions } from './http/app.js';
@@ -16,7 +16,7 @@ import { createModelStore } from './store/index.js';
 import type { ModelStore } from './store/types.js';
 import { createManagementApp, type ManagementAppOptions } from './http/management/index.js';
 import { v2Router } from './http/v2/index.js';
-import { requireToken, setupTokenAuth } from './http/auth.js';
+import { newKey, requireToken, setupTokenAuth, writeKeyFile } from './http/auth.js';
 import { closeImageWorkers } from './handlers/index.js';
 
 export interface ServerAddresses {
@@ -31,6 +31,8 @@ export interface RunningServer {
   registry: Registry;
   /** Token keys when enable_token_auth is on. */
   keys?: { inferenceKey: string; managementKey: string };
+  /** The bearer key GET /metrics needs when enable_metrics_auth is on. */
+  metricsKey?: string;
   /** Stops accepting, waits for in-flight requests (up to `graceMs`), disposes every model. Idempotent. */
   close(graceMs?: number): Promise<void>;
 }
@@ -55,9 +57,15 @@ export function defaultSettings(config: ServerConfig): ModelSettings {
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger();
-  logger.info({ config: { ...config, ignoredKeys: undefined } }, 'settled configuration');
+  logger.info({ config: loggableConfig(config) }, 'settled configuration');
   if (config.ignoredKeys.length) {
     logger.warn({ keys: config.ignoredKeys }, 'config.properties keys torchd does not use were ignored');
+  }
+  if (Object.keys(config.informational ?? {}).length) {
+    logger.info(
+      { settings: config.informational },
+      'accepted for compatibility and informational only: every envelope (TorchServe, KServe v1, KServe v2) is served on its own route whatever these say',
+    );
   }
   const metrics = createMetrics();
   const registry = createRegistry({ metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined });
@@ -82,18 +90,28 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     let keys: RunningServer['keys'];
     const inferenceOptions: InferenceAppOptions = { mounts: { '/v2': v2Router(deps) } };
     const managementOptions: ManagementAppOptions = {};
+    // A configured metrics token (e.g. from a Secret a Prometheus scrape config also reads) is used as is;
+    // otherwise one is generated and written to the key file beside the API keys.
+    const metricsKey = config.enableMetricsAuth ? (config.metricsAuthToken ?? newKey()) : undefined;
+    const generated: Record<string, string> = metricsKey !== undefined && config.metricsAuthToken === undefined ? { metrics: metricsKey } : {};
     if (config.enableTokenAuth) {
-      keys = await setupTokenAuth(config, logger);
+      keys = await setupTokenAuth(config, logger, generated);
       inferenceOptions.authenticate = requireToken(keys.inferenceKey);
       managementOptions.authenticate = requireToken(keys.managementKey);
+    } else if (generated.metrics) {
+      logger.info({ keyFile: await writeKeyFile(config.keyFile, generated) }, 'metrics authorization enabled: key written to the key file');
     }
     const inferenceApp = createInferenceApp(deps, inferenceOptions);
     const managementApp = createManagementApp(deps, managementOptions);
-    const metricsApp = createMetricsApp(metrics);
+    const metricsApp = createMetricsApp(metrics, metricsKey ? { authenticate: requireToken(metricsKey) } : {});
 
+    // TorchServe serves inference and management on one port when both addresses are equal (KServe's
+    // sample config.properties does that, on 8085): then one listener routes /models… to management.
+    const shared = config.managementAddress === config.inferenceAddress && listenTarget(config.inferenceAddress).port !== 0;
+    const inference = await listen(servers, shared ? sharePort(inferenceApp, managementApp) : inferenceApp, config.inferenceAddress);
     const addresses: ServerAddresses = {
-      inference: await listen(servers, inferenceApp, config.inferenceAddress),
-      management: await listen(servers, managementApp, config.managementAddress),
+      inference,
+      management: shared ? inference : await listen(servers, managementApp, config.managementAddress),
       metrics: await listen(servers, metricsApp, config.metricsAddress),
     };
     for (const [listener, url] of Object.entries(addresses)) {
@@ -103,7 +121,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       }
     }
     logger.info({ addresses, models: registry.names() }, 'torchd ready');
-    return { addresses, registry, keys, close };
+    return { addresses, registry, keys, metricsKey, close };
   } catch (err) {
     await close(0).catch(() => {});
     throw err;
@@ -125,6 +143,12 @@ async function loadStartupModels(config: ServerConfig, store: ModelStore, regist
   for (const { url, modelName } of entries) {
     const spec = await store.load(url, { modelName });
     const perModel = config.models[spec.name] ?? {};
+    // A model_snapshot / models entry that names this archive under another version would silently lose
+    // its settings (they are keyed by version): refuse it instead.
+    const claimed = Object.entries(perModel).find(([, s]) => (s as { marName?: string }).marName === url);
+    if (claimed && claimed[0] !== spec.version && perModel[spec.version] === undefined) {
+      throw new Error(`${url} holds ${spec.name} version ${spec.version}, but the configuration names it as version ${claimed[0]}`);
+    }
     const { marName: _m, defaultVersion, ...settings } = (perModel[spec.version] ?? perModel['*'] ?? {}) as Partial<ModelSettings> & {
       marName?: string;
       defaultVersion?: boolean;
@@ -133,6 +157,15 @@ async function loadStartupModels(config: ServerConfig, store: ModelStore, regist
     await registry.register(spec, settings, { loadedAtStartup: true });
     if (defaultVersion) registry.setDefault(spec.name, spec.version);
   }
+}
+
+/** One listener for two apps: management's `/models…` routes go to management, the rest to inference. */
+function sharePort(inferenceApp: (req: never, res: never) => void, managementApp: (req: never, res: never) => void) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const app = path === '/models' || path.startsWith('/models/') ? managementApp : inferenceApp;
+    app(req as never, res as never);
+  };
 }
 
 function listen(servers: Server[], app: (req: never, res: never) => void, address: string): Promise<string> {

@@ -19,7 +19,7 @@ export const serverVersion: string = (
 ).version;
 
 export interface InferenceAppOptions {
-  /** Token check (src/http/auth.ts requireToken) for every route but /ping. */
+  /** Token check (src/http/auth.ts requireToken) for every route but the HEALTH_PATHS. */
   authenticate?: RequestHandler;
   /** Extra routers mounted before the 404 fallback, e.g. `{'/v2': v2Router(deps)}`. */
   mounts?: Record<string, RequestHandler>;
@@ -112,11 +112,11 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
 
   app.use(requestId);
   app.use(requestLog(logger, metrics));
-  // Health checks (load balancers, kubelets) carry no token, as in TorchServe.
-  const pingPath = '/ping';
+  // Health checks (load balancers, kubelet probes) carry no token, as TorchServe's /ping: a probe that
+  // got 401 would restart or unready every pod the moment token auth is switched on.
   if (options.authenticate) {
     const auth = options.authenticate;
-    app.use((req, res, next) => (req.path === pingPath || req.path === `${pingPath}/` ? next() : auth(req, res, next)));
+    app.use((req, res, next) => (isHealthPath(req.path) ? next() : auth(req, res, next)));
   }
 
   const router = express.Router({ strict: false });
@@ -147,6 +147,13 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
   app.use(notFound);
   app.use(errorMiddleware(config.maxRequestSize));
   return app;
+}
+
+/** Routes a health probe calls; they answer without a token (trailing slash ignored, as everywhere). */
+export const HEALTH_PATHS = ['/ping', '/v2/health/live', '/v2/health/ready'] as const;
+function isHealthPath(path: string): boolean {
+  const p = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return (HEALTH_PATHS as readonly string[]).includes(p);
 }
 
 /** `/v1/models/{model_name}:predict` → `/v1/models/:model_name\:predict` (path-to-regexp 8 syntax). */

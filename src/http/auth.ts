@@ -14,28 +14,35 @@ export interface TokenKeys {
 }
 
 /** 24 random bytes, base64url: 32 characters, safe in headers and JSON. */
-function newKey(): string {
+export function newKey(): string {
   return randomBytes(24).toString('base64url');
 }
 
 /**
  * Generate fresh keys and write them to `config.keyFile` (mode 0600, replaced atomically) in TorchServe's
- * key_file.json layout: `{"management": {"key"}, "inference": {"key"}}`. Keys live as long as the process
- * (torchd has no expiry or refresh API). Throws if the file cannot be written.
+ * key_file.json layout: `{"management": {"key"}, "inference": {"key"}}`, plus `extra` entries (e.g. the
+ * generated metrics key). Keys live as long as the process (torchd has no expiry or refresh API).
+ * Throws if the file cannot be written.
  */
-export async function setupTokenAuth(config: Pick<ServerConfig, 'keyFile'>, logger: Logger): Promise<TokenKeys> {
+export async function setupTokenAuth(config: Pick<ServerConfig, 'keyFile'>, logger: Logger, extra: Record<string, string> = {}): Promise<TokenKeys> {
   const keys: TokenKeys = { inferenceKey: newKey(), managementKey: newKey() };
-  const file = resolve(config.keyFile);
+  const file = await writeKeyFile(config.keyFile, { management: keys.managementKey, inference: keys.inferenceKey, ...extra });
+  logger.info({ keyFile: file }, 'token authorization enabled: keys written to the key file');
+  return keys;
+}
+
+/** Writes `{name: {"key": value}}` entries to `keyFile`, readable only by this user; returns its absolute path. */
+export async function writeKeyFile(keyFile: string, entries: Record<string, string>): Promise<string> {
+  const file = resolve(keyFile);
   await mkdir(dirname(file), { recursive: true });
-  const body = JSON.stringify({ management: { key: keys.managementKey }, inference: { key: keys.inferenceKey } }, null, 2) + '\n';
+  const body = JSON.stringify(Object.fromEntries(Object.entries(entries).map(([k, v]) => [k, { key: v }])), null, 2) + '\n';
   // Write beside the target with 0600 from creation, then rename: the key is never readable by others,
   // not even for an instant, and a reader never sees half a file.
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, body, { mode: 0o600 });
   await chmod(tmp, 0o600);
   await rename(tmp, file);
-  logger.info({ keyFile: file }, 'token authorization enabled: keys written to the key file');
-  return keys;
+  return file;
 }
 
 /** Rejects with 401 InvalidKeyException unless the request carries `Authorization: Bearer <key>`. */

@@ -6,6 +6,7 @@ import express from 'express';
 import prom from 'prom-client';
 import type { Registry as ModelRegistryContract } from '../engine/types.js';
 import type { ServerMetrics, Stage } from './types.js';
+import { errorMiddleware } from '../http/errors.js';
 
 export type { ServerMetrics, Stage } from './types.js';
 export { noopMetrics } from './types.js';
@@ -147,9 +148,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
  * The metrics listener's app (it never listens; src/server.ts does): `GET /metrics`, optionally
  * filtered with TorchServe's `?name[]=metric` query.
  */
-export function createMetricsApp(metrics: Metrics): express.Express {
+export function createMetricsApp(metrics: Metrics, options: { authenticate?: express.RequestHandler } = {}): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // enable_metrics_auth: scrapers send `Authorization: Bearer <metrics key>`.
+  if (options.authenticate) app.use(options.authenticate);
   app.get('/metrics', async (req, res, next) => {
     try {
       const q = req.query['name[]'] ?? req.query.name;
@@ -167,5 +170,7 @@ export function createMetricsApp(metrics: Metrics): express.Express {
       message: 'Requested resource is not found, please refer to API document.',
     });
   });
+  // The same JSON error body as the other listeners (401 InvalidKeyException when the token is wrong).
+  app.use(errorMiddleware(0));
   return app;
 }

@@ -144,7 +144,7 @@ test('every bad key is reported at once', (t) => {
 test('missing model store says how to give one', (t) => {
   t.throws(() => resolveConfig({}), {
     instanceOf: ConfigError,
-    message: 'No model store: pass --model-store DIR or set model_store in config.properties',
+    message: 'No model store: pass --model-store DIR, set TS_MODEL_STORE or set model_store in config.properties',
   });
 });
 
@@ -159,5 +159,119 @@ test('loadConfig reads --ts-config from disk and names an unreadable file', asyn
   await t.throwsAsync(loadConfig(join(dir, 'missing.properties'), {}), {
     instanceOf: ConfigError,
     message: /^Cannot read --ts-config .*missing\.properties: ENOENT/,
+  });
+});
+
+// --- environment (TorchServe's enable_envvars_config convention: TS_<KEY>, CLI > env > file) ---
+
+test('TS_<KEY> environment variables override the file; CLI flags override both', (t) => {
+  const c = resolveConfig({
+    properties: props('model_store=/file\njob_queue_size=5\ninference_address=http://127.0.0.1:1\nmax_request_size=10'),
+    env: { TS_MODEL_STORE: '/env', TS_JOB_QUEUE_SIZE: '7', TS_INFERENCE_ADDRESS: 'http://127.0.0.1:2', HOME: '/root' },
+    flags: { inferenceAddress: 'http://127.0.0.1:3' },
+  });
+  t.is(c.modelStore, '/env');
+  t.is(c.jobQueueSize, 7);
+  t.is(c.inferenceAddress, 'http://127.0.0.1:3');
+  t.is(c.maxRequestSize, 10, 'a key the environment does not set keeps the file value');
+  t.deepEqual(c.ignoredKeys, []);
+});
+
+test('an environment variable is validated like the file and named in the error', (t) => {
+  const err = t.throws(() => resolveConfig({ env: { TS_MODEL_STORE: '/m', TS_JOB_QUEUE_SIZE: 'many', TS_ENABLE_TOKEN_AUTH: 'yes' } }), {
+    instanceOf: ConfigError,
+  });
+  t.regex(err!.message, /TS_JOB_QUEUE_SIZE="many" is invalid: expected a whole number of requests >= 1/);
+  t.regex(err!.message, /TS_ENABLE_TOKEN_AUTH="yes" is invalid: expected true or false/);
+});
+
+test('the environment alone can configure torchd (no file); TS_MODEL_STORE is named when missing', (t) => {
+  const c = resolveConfig({ env: { TS_MODEL_STORE: 'store', TS_LOAD_MODELS: 'all', TS_ENABLE_TOKEN_AUTH: 'true' }, cwd: '/srv' });
+  t.is(c.modelStore, '/srv/store');
+  t.deepEqual(c.loadModels, ['all']);
+  t.true(c.enableTokenAuth);
+  t.throws(() => resolveConfig({ env: {} }), {
+    instanceOf: ConfigError,
+    message: 'No model store: pass --model-store DIR, set TS_MODEL_STORE or set model_store in config.properties',
+  });
+});
+
+test('enable_envvars_config=false in the file turns the environment off (TorchServe\'s switch)', (t) => {
+  const c = resolveConfig({ properties: props('model_store=/file\nenable_envvars_config=false'), env: { TS_MODEL_STORE: '/env', TS_JOB_QUEUE_SIZE: 'bad' } });
+  t.is(c.modelStore, '/file');
+  t.is(c.jobQueueSize, 100);
+  // The switch itself is the file's: the environment cannot turn itself on.
+  const d = resolveConfig({ properties: props('model_store=/file\nenable_envvars_config=false'), env: { TS_ENABLE_ENVVARS_CONFIG: 'true', TS_MODEL_STORE: '/env' } });
+  t.is(d.modelStore, '/file');
+});
+
+test('PROTOCOL_VERSION, TS_SERVICE_ENVELOPE and service_envelope are accepted as informational; unknown TS_ variables are ignored', (t) => {
+  const c = resolveConfig({
+    properties: props('model_store=/m\nservice_envelope=kserve'),
+    env: { PROTOCOL_VERSION: 'v2', TS_SERVICE_ENVELOPE: 'kservev2', TS_NOT_A_KEY: '1', TS_NUMBER_OF_NETTY_THREADS: '4' },
+  });
+  t.deepEqual(c.informational, { PROTOCOL_VERSION: 'v2', TS_SERVICE_ENVELOPE: 'kservev2', service_envelope: 'kservev2' });
+  t.deepEqual(c.ignoredKeys, ['TS_NOT_A_KEY', 'TS_NUMBER_OF_NETTY_THREADS']);
+});
+
+// --- KServe's torchserve sample config.properties and model_snapshot ---
+
+test('KServe\'s sample config.properties: model_snapshot loads its models with their settings', async (t) => {
+  const c = await loadConfig(join(import.meta.dirname, '..', 'deploy', 'fixtures', 'kserve-config.properties'), {});
+  t.is(c.inferenceAddress, 'http://0.0.0.0:8085');
+  t.is(c.managementAddress, 'http://0.0.0.0:8085');
+  t.is(c.modelStore, '/mnt/models/model-store');
+  t.is(c.jobQueueSize, 10);
+  t.deepEqual(c.loadModels, ['mnist=mnist.mar']);
+  t.deepEqual(c.models.mnist['1.0'], { defaultVersion: true, marName: 'mnist.mar', minWorkers: 1, maxWorkers: 5, batchSize: 1, maxBatchDelay: 10, responseTimeout: 120 });
+  // Keys torchd has no use for are accepted and listed once; everything it reads is not in the list.
+  for (const k of ['number_of_netty_threads', 'install_py_dep_per_model', 'enable_metrics_api']) t.true(c.ignoredKeys.includes(k), k);
+  for (const k of ['model_snapshot', 'metrics_format', 'enable_envvars_config', 'job_queue_size', 'model_store']) t.false(c.ignoredKeys.includes(k), k);
+});
+
+test('model_snapshot: several versions, the default, explicit load_models wins, models overrides per field', (t) => {
+  const snapshot = JSON.stringify({
+    name: 'startup.cfg',
+    modelCount: 2,
+    models: {
+      mnist: {
+        '1.0': { marName: 'mnist.mar', batchSize: 2, startupTimeout: 120 },
+        '2.0': { marName: 'mnist-v2.mar', defaultVersion: true, maxWorkers: 3 },
+      },
+    },
+  });
+  const c = resolveConfig({ properties: new Map([['model_store', '/m'], ['model_snapshot', snapshot], ['models', '{"mnist": {"2.0": {"maxWorkers": 4}}}']]) });
+  t.deepEqual(c.loadModels, ['mnist=mnist.mar', 'mnist=mnist-v2.mar']);
+  t.deepEqual(c.models.mnist['1.0'], { marName: 'mnist.mar', batchSize: 2 });
+  t.deepEqual(c.models.mnist['2.0'], { marName: 'mnist-v2.mar', defaultVersion: true, maxWorkers: 4 });
+  t.deepEqual(c.ignoredKeys, ['model_snapshot.models.mnist.1.0.startupTimeout']);
+  const explicit = resolveConfig({ properties: new Map([['model_store', '/m'], ['model_snapshot', snapshot]]), flags: { models: 'mnist=mnist.mar' } });
+  t.deepEqual(explicit.loadModels, ['mnist=mnist.mar']);
+  t.is(explicit.models.mnist['1.0'].batchSize, 2, 'the snapshot still gives the settings');
+});
+
+const badSnapshots: [string, RegExp][] = [
+  ['{"models": {"mnist": {"1.0": {"batchSize": 4}}}}', /model_snapshot=.* is invalid at models\.mnist\.1\.0: expected marName/],
+  ['{"models": {"mnist": {"1.0": {"marName": "m.mar", "batchSize": 0}}}}', /model_snapshot=.* is invalid at models\.mnist\.1\.0\.batchSize: Too small/],
+  ['{"name": "startup.cfg"}', /model_snapshot=.* is invalid at models: /],
+  ['{"models": ', /model_snapshot=.* is invalid: expected JSON/],
+];
+for (const [value, message] of badSnapshots) {
+  test(`a bad model_snapshot is named: ${value}`, (t) => {
+    const err = t.throws(() => resolveConfig({ properties: new Map([['model_store', '/m'], ['model_snapshot', value]]) }), { instanceOf: ConfigError });
+    t.regex(err!.message, message);
+  });
+}
+
+test('metrics auth: enable_metrics_auth, a token that is validated but never echoed, metrics_format', (t) => {
+  const c = resolveConfig({ env: { TS_MODEL_STORE: '/m', TS_ENABLE_METRICS_AUTH: 'true', TS_METRICS_AUTH_TOKEN: 'a-secret-token-0123456789' } });
+  t.true(c.enableMetricsAuth);
+  t.is(c.metricsAuthToken, 'a-secret-token-0123456789');
+  const err = t.throws(() => resolveConfig({ env: { TS_MODEL_STORE: '/m', TS_METRICS_AUTH_TOKEN: 'short secret' } }), { instanceOf: ConfigError });
+  t.regex(err!.message, /TS_METRICS_AUTH_TOKEN="<redacted>" is invalid: expected at least 16 printable characters without spaces/);
+  t.false(err!.message.includes('short secret'));
+  t.throws(() => resolveConfig({ properties: props('model_store=/m\nmetrics_format=json') }), {
+    instanceOf: ConfigError,
+    message: /metrics_format="json" is invalid: only 'prometheus' is served/,
   });
 });

@@ -1,4 +1,5 @@
-// enable_token_auth on the inference listener: every route but /ping needs the inference key; the
+// enable_token_auth on the inference listener: every route but the health probes' (/ping, /v2/health/live,
+// /v2/health/ready) needs the inference key; the
 // management listener needs the management key; a non-loopback bind without tokens is warned about.
 import test from 'ava';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -27,9 +28,11 @@ test('keys are written to key_file in TorchServe layout', async (t) => {
   t.is(file.management.key, srv.server.keys?.managementKey);
 });
 
-test('/ping needs no token', async (t) => {
-  const r = await call(`${srv.url}/ping`);
-  t.is(r.status, 200);
+test('health probes need no token: /ping, /v2/health/live, /v2/health/ready', async (t) => {
+  for (const path of ['/ping', '/v2/health/live', '/v2/health/ready', '/ping/']) {
+    const r = await call(`${srv.url}${path}`);
+    t.is(r.status, 200, path);
+  }
 });
 
 test('predictions without or with the wrong key → 401 InvalidKeyException; with the inference key → 200', async (t) => {
@@ -48,7 +51,9 @@ test('predictions without or with the wrong key → 401 InvalidKeyException; wit
 test('the API description and KServe routes are protected too', async (t) => {
   t.is((await call(`${srv.url}/`, { method: 'OPTIONS' })).status, 401);
   t.is((await call(`${srv.url}/v1/models`)).status, 401);
-  t.is((await call(`${srv.url}/v2/health/ready`)).status, 401);
+  t.is((await call(`${srv.url}/v2`)).status, 401);
+  t.is((await call(`${srv.url}/v2/models/mnist/ready`)).status, 401);
+  t.is((await call(`${srv.url}/v2/health/other`)).status, 401, 'only the health routes themselves are open');
 });
 
 test('the management listener takes the management key only', async (t) => {
