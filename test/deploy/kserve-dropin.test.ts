@@ -109,7 +109,7 @@ test('a generated metrics key goes to the key file when no token is configured, 
   t.teardown(() => server.close(1000));
   const keys = JSON.parse(await readFile(keyFile, 'utf8')) as Record<string, { key: string }>;
   t.deepEqual(Object.keys(keys), ['metrics']);
-  t.is(keys.metrics.key, server.metricsKey);
+  t.is(keys.metrics.key, server.metricsKey!);
   t.is((await fetch(`${server.addresses.metrics}/metrics`)).status, 401);
   t.is((await fetch(`${server.addresses.metrics}/metrics`, { headers: { Authorization: `Bearer ${keys.metrics.key}` } })).status, 200);
   t.is((await fetch(`${server.addresses.inference}/ping`)).status, 200, 'token auth stays off for the API');
