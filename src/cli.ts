@@ -40,7 +40,9 @@ async function start(flags: StartFlags): Promise<void> {
     // A second signal means "now": skip the grace period.
     if (++signals > 1) process.exit(1);
     logger.info({ signal }, 'signal received');
-    server.close().then(
+    // drain_delay and shutdown_timeout come from the config; a forced drain still exits 0 (every
+    // accepted request was answered, some with 503).
+    server.shutdown().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

@@ -23,6 +23,10 @@ export interface ServerConfig {
   keyFile: string;
   /** LibTorch intra-op threads per worker (0 = derive from cores) */
   intraOpThreads: number;
+  /** seconds to keep serving after readiness goes false on SIGTERM (a Kubernetes preStop sleep) */
+  drainDelay: number;
+  /** seconds from SIGTERM to the forced end of the drain (drain_delay included); then 503 and exit 0 */
+  shutdownTimeout: number;
   /** enable_metrics_auth: GET /metrics needs `Authorization: Bearer <metrics key>` */
   enableMetricsAuth?: boolean;
   /** metrics_auth_token: the metrics key (e.g. from a Secret); otherwise one is generated into keyFile */

@@ -68,6 +68,8 @@ const DEFAULTS = {
   allowed_urls: '',
   enable_token_auth: 'false',
   intra_op_threads: '0',
+  drain_delay: '0',
+  shutdown_timeout: '30',
 } as const;
 
 const address = z.string().transform((s, ctx) => {
@@ -94,6 +96,12 @@ const integer = (min: number, unit: string) =>
     .regex(/^\s*\d+\s*$/, `expected a whole number of ${unit} >= ${min}`)
     .transform(Number)
     .pipe(z.number().int().min(min, `expected a whole number of ${unit} >= ${min}`));
+const seconds = (min: number) =>
+  z
+    .string()
+    .regex(/^\s*\d+(\.\d+)?\s*$/, `expected a number of seconds >= ${min}`)
+    .transform(Number)
+    .pipe(z.number().min(min, `expected a number of seconds >= ${min}`));
 const bool = z
   .string()
   .regex(/^\s*(true|false)\s*$/i, 'expected true or false')
@@ -181,6 +189,10 @@ const USED_KEYS = {
   metrics_format: z.enum(['prometheus'], "only 'prometheus' is served"),
   // TorchServe's global envelope switch: torchd serves every envelope on its own route (informational).
   service_envelope: z.string(),
+  // Shutdown (README "Running"): serve on for drain_delay after readiness goes false, and give up
+  // waiting shutdown_timeout after the signal (drain_delay included).
+  drain_delay: seconds(0),
+  shutdown_timeout: seconds(0.1),
 } as const;
 type UsedKey = keyof typeof USED_KEYS;
 
@@ -262,6 +274,14 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
   }
   if (settled.service_envelope !== undefined) informational.service_envelope = settled.service_envelope as string;
 
+  const drainDelay = settled.drain_delay as number;
+  const shutdownTimeout = settled.shutdown_timeout as number;
+  if (drainDelay >= shutdownTimeout) {
+    throw new ConfigError(
+      `Invalid configuration:\n  drain_delay=${drainDelay} must be shorter than shutdown_timeout=${shutdownTimeout}: the timeout counts from the signal, drain delay included`,
+    );
+  }
+
   // model_snapshot: its settings are the base for each version; the `models` key overrides them per field.
   // Its models are loaded at start unless load_models / --models name the models explicitly.
   const models: ServerConfig['models'] = {};
@@ -300,6 +320,8 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     enableTokenAuth: tokenAuth,
     keyFile: resolve(cwd, (settled.key_file as string | undefined) ?? join(cwd, 'key_file.json')),
     intraOpThreads: settled.intra_op_threads as number,
+    drainDelay,
+    shutdownTimeout,
     enableMetricsAuth: (settled.enable_metrics_auth as boolean | undefined) ?? false,
     metricsAuthToken: settled.metrics_auth_token as string | undefined,
     ignoredKeys: [...ignoredKeys, ...ignoredEnv],

@@ -1,7 +1,7 @@
 // Owns ports and lifecycle: builds the engine and the three apps, loads the startup models, listens,
-// and closes gracefully (stop accepting → finish in-flight requests → dispose models).
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
+// and shuts down through src/lifecycle.ts (readiness false → drain delay → drain every listener →
+// dispose models).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { ServerConfig } from './config-types.js';
@@ -18,6 +18,15 @@ import { createManagementApp, type ManagementAppOptions } from './http/managemen
 import { v2Router } from './http/v2/index.js';
 import { newKey, requireToken, setupTokenAuth, writeKeyFile } from './http/auth.js';
 import { closeImageWorkers } from './handlers/index.js';
+import { createDrainableHttpServer } from './http/connections.js';
+import { ServiceUnavailableError } from './errors.js';
+import { Lifecycle, type ShutdownOptions, type ShutdownReport } from './lifecycle.js';
+
+/**
+ * After a forced drain, how long running native calls get to finish before the models are left to
+ * process exit (ms): disposing waits for them, exiting under them is what issue 9 item 1 is about.
+ */
+const FORCED_DISPOSE_WAIT_MS = 3000;
 
 export interface ServerAddresses {
   inference: string;
@@ -29,11 +38,22 @@ export interface RunningServer {
   /** Bound addresses (the real ports when 0 was asked for), as http://host:port. */
   addresses: ServerAddresses;
   registry: Registry;
+  /**
+   * Readiness and drain shared by every listener: a gRPC server registers itself with
+   * `lifecycle.addDrainable()`, follows `lifecycle.onDraining()`, and reports `lifecycle.isReady()`.
+   */
+  lifecycle: Lifecycle;
   /** Token keys when enable_token_auth is on. */
   keys?: { inferenceKey: string; managementKey: string };
   /** The bearer key GET /metrics needs when enable_metrics_auth is on. */
   metricsKey?: string;
-  /** Stops accepting, waits for in-flight requests (up to `graceMs`), disposes every model. Idempotent. */
+  /**
+   * The SIGTERM path: readiness false at once, serve on for drain_delay, drain every listener (no new
+   * connections, accepted requests answered), dispose models. Past shutdown_timeout what remains gets
+   * 503. Defaults from the config; idempotent (later calls share the first one's result).
+   */
+  shutdown(options?: ShutdownOptions): Promise<ShutdownReport>;
+  /** shutdown() with no drain delay and a `graceMs` timeout (default 30 s). */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -71,18 +91,37 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const registry = createRegistry({ metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined });
   metrics.attach(registry);
   const store = createModelStore(config.modelStore);
-  const deps: AppDeps = { registry, store, config, logger, metrics };
-  const servers: Server[] = [];
-  let closing: Promise<void> | undefined;
-
-  const close = (graceMs = 30_000): Promise<void> =>
-    (closing ??= (async () => {
-      logger.info('shutting down: no new connections, finishing in-flight requests');
-      await Promise.all(servers.map((s) => closeGracefully(s, graceMs)));
+  const lifecycle = new Lifecycle(logger);
+  lifecycle.addReadinessCheck('models', () => registry.healthy() || 'a model has no ready worker');
+  lifecycle.addDisposer(async ({ forced }) => {
+    if (!forced) {
       await registry.close();
-      await closeImageWorkers();
-      logger.info('stopped');
-    })());
+      return;
+    }
+    // Queued requests were answered 503 by the listeners; running native calls get a bounded wait.
+    const closed = registry.close({ abortQueued: new ServiceUnavailableError('torchd is shutting down') });
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      closed.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), FORCED_DISPOSE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) logger.warn({ waitedMs: FORCED_DISPOSE_WAIT_MS }, 'native calls still running at exit');
+  });
+  lifecycle.addDisposer(() => closeImageWorkers());
+  const deps: AppDeps = { registry, store, config, logger, metrics, lifecycle };
+
+  const shutdown = async (options: ShutdownOptions = {}): Promise<ShutdownReport> => {
+    const report = await lifecycle.shutdown({
+      drainDelayMs: options.drainDelayMs ?? config.drainDelay * 1000,
+      timeoutMs: options.timeoutMs ?? config.shutdownTimeout * 1000,
+    });
+    logger.info(report, 'stopped');
+    return report;
+  };
+  const close = async (graceMs = 30_000): Promise<void> => {
+    await shutdown({ drainDelayMs: 0, timeoutMs: graceMs });
+  };
 
   try {
     await loadStartupModels(config, store, registry);
@@ -108,11 +147,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     // TorchServe serves inference and management on one port when both addresses are equal (KServe's
     // sample config.properties does that, on 8085): then one listener routes /models… to management.
     const shared = config.managementAddress === config.inferenceAddress && listenTarget(config.inferenceAddress).port !== 0;
-    const inference = await listen(servers, shared ? sharePort(inferenceApp, managementApp) : inferenceApp, config.inferenceAddress);
+    const inference = await listen(lifecycle, 'inference', shared ? sharePort(inferenceApp, managementApp) : inferenceApp, config.inferenceAddress);
     const addresses: ServerAddresses = {
       inference,
-      management: shared ? inference : await listen(servers, managementApp, config.managementAddress),
-      metrics: await listen(servers, metricsApp, config.metricsAddress),
+      management: shared ? inference : await listen(lifecycle, 'management', managementApp, config.managementAddress),
+      metrics: await listen(lifecycle, 'metrics', metricsApp, config.metricsAddress),
     };
     for (const [listener, url] of Object.entries(addresses)) {
       const { host } = listenTarget(url);
@@ -120,8 +159,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
         logger.warn({ listener, url }, 'listening beyond loopback without token auth: anyone who can reach this address can use it');
       }
     }
+    lifecycle.markServing();
     logger.info({ addresses, models: registry.names() }, 'torchd ready');
-    return { addresses, registry, keys, metricsKey, close };
+    return { addresses, registry, lifecycle, keys, metricsKey, shutdown, close };
   } catch (err) {
     await close(0).catch(() => {});
     throw err;
@@ -168,12 +208,13 @@ function sharePort(inferenceApp: (req: never, res: never) => void, managementApp
   };
 }
 
-function listen(servers: Server[], app: (req: never, res: never) => void, address: string): Promise<string> {
+function listen(lifecycle: Lifecycle, name: string, app: (req: never, res: never) => void, address: string): Promise<string> {
   const { host, port } = listenTarget(address);
-  const server = createServer(app as Parameters<typeof createServer>[1]);
-  // Keep-alive sockets must not outlive the grace period on shutdown (see closeGracefully).
+  const listener = createDrainableHttpServer(app as Parameters<typeof createDrainableHttpServer>[0], { name });
+  const server = listener.server;
   server.keepAliveTimeout = 5_000;
-  servers.push(server);
+  // Drainable from the moment it exists: a failed start-up still closes what did listen.
+  lifecycle.addDrainable(listener);
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`Cannot listen on ${address}: ${err.message}`)));
     server.listen(port, host, () => {
@@ -181,19 +222,5 @@ function listen(servers: Server[], app: (req: never, res: never) => void, addres
       const shownHost = a.family === 'IPv6' ? `[${a.address}]` : a.address;
       resolve(`http://${shownHost}:${a.port}`);
     });
-  });
-}
-
-/** Stop accepting, drop idle keep-alive sockets now, let busy ones finish, force-close after graceMs. */
-function closeGracefully(server: Server, graceMs: number): Promise<void> {
-  if (!server.listening) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-    timer.unref();
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.closeIdleConnections();
   });
 }

@@ -92,10 +92,15 @@ export class DynamicBatcher implements Batcher {
 
   /**
    * Refuses new requests, lets queued and running ones finish, and resolves when nothing is left
-   * (unregister drains before the model is disposed).
+   * (unregister drains before the model is disposed). With `abortQueued`, queued requests are
+   * rejected with it at once (a forced shutdown has already answered their clients).
    */
-  close(): Promise<void> {
+  close(abortQueued?: Error): Promise<void> {
     this.closing = true;
+    if (abortQueued) {
+      for (const job of this.queue.splice(0)) this.settle(job, abortQueued, true);
+      this.notifyIdle();
+    }
     return this.idle();
   }
 

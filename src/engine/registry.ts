@@ -255,14 +255,14 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
       return true;
     },
 
-    async close() {
+    async close(closeOptions = {}) {
       const all = registry.all();
       models.clear();
       defaults.clear();
       await Promise.all(
         all.map(async (mv) => {
           mv.ready = false;
-          await mv.batcher.close();
+          await mv.batcher.close(closeOptions.abortQueued);
           await mv.model.dispose();
         }),
       );

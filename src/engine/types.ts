@@ -107,5 +107,9 @@ export interface Registry {
   scale(name: string, version: string | undefined, minWorkers: number, maxWorkers: number): Promise<void>;
   /** Every model's default version has a ready worker (no models → true). */
   healthy(): boolean;
-  close(): Promise<void>;
+  /**
+   * Disposes every model once its queued and running requests are done; with `abortQueued` the
+   * queued ones are rejected with it instead (forced shutdown). Running native calls always finish.
+   */
+  close(options?: { abortQueued?: Error }): Promise<void>;
 }

@@ -12,6 +12,7 @@ import { clientSignal, createBodyParsers, queryOf } from './inputs.js';
 import { requestLog } from './request-log.js';
 import type { AppDeps } from './types.js';
 import { sendJson } from './respond.js';
+import * as health from './health.js';
 
 /** torchd's version, from package.json (two levels up from both src/http and dist/http). */
 export const serverVersion: string = (
@@ -71,12 +72,7 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
   const routeHandlers: Record<string, RequestHandler[]> = {
     apiDescription: [wrap(apiDescription)],
     apiDescriptionGet: [wrap(apiDescription)],
-    ping: [
-      wrap((_req, res) => {
-        const healthy = registry.healthy();
-        sendJson(res, healthy ? 200 : 500, { status: healthy ? 'Healthy' : 'Unhealthy' });
-      }),
-    ],
+    ping: [wrap(health.ping(deps))],
     predict: modelInputRoute(predict),
     predictPut: modelInputRoute(predict),
     predictVersion: modelInputRoute(predict),

@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { ServerConfig } from '../config-types.js';
 import type { Registry } from '../engine/types.js';
+import type { Lifecycle } from '../lifecycle.js';
 import type { ServerMetrics } from '../metrics/types.js';
 import type { ModelStore } from '../store/types.js';
 
@@ -11,4 +12,7 @@ export interface AppDeps {
   config: ServerConfig;
   logger: Logger;
   metrics: ServerMetrics;
+  /** Readiness (models, drain, other conditions); without it readiness is registry.healthy(). */
+  lifecycle?: Lifecycle;
 }
+

@@ -52,6 +52,22 @@ test('defaults follow the spec', (t) => {
   t.deepEqual(c.loadModels, []);
   t.deepEqual(c.ignoredKeys, []);
   t.is(c.keyFile, '/srv/key_file.json');
+  t.is(c.drainDelay, 0);
+  t.is(c.shutdownTimeout, 30);
+});
+
+test('drain_delay and shutdown_timeout take seconds, fractions included', (t) => {
+  const c = resolveConfig({ properties: props('model_store=/m\ndrain_delay=5\nshutdown_timeout=12.5') });
+  t.is(c.drainDelay, 5);
+  t.is(c.shutdownTimeout, 12.5);
+});
+
+test('drain_delay must be shorter than shutdown_timeout (the timeout counts from the signal)', (t) => {
+  t.throws(() => resolveConfig({ properties: props('model_store=/m\ndrain_delay=30') }), {
+    instanceOf: ConfigError,
+    message:
+      'Invalid configuration:\n  drain_delay=30 must be shorter than shutdown_timeout=30: the timeout counts from the signal, drain delay included',
+  });
 });
 
 test('TorchServe keys are read; unused ones are ignored, not errors', (t) => {
@@ -119,6 +135,9 @@ const bad: [string, string, RegExp][] = [
   ['models={"mnist": {"1.0": {"batchSize": 0}}}', 'models', /models=.* is invalid at mnist\.1\.0\.batchSize: Too small/],
   ['models={"mnist": {"1.0": {"batchsize": 4}}}', 'models', /models=.* is invalid at mnist\.1\.0: Unrecognized key: "batchsize"/],
   ['models={"mnist": {"1.0": {"device": "tpu"}}}', 'models', /models=.* is invalid at mnist\.1\.0\.device: expected cpu, cuda or cuda:N/],
+  ['drain_delay=-1', 'drain_delay', /drain_delay="-1" is invalid: expected a number of seconds >= 0/],
+  ['shutdown_timeout=soon', 'shutdown_timeout', /shutdown_timeout="soon" is invalid: expected a number of seconds >= 0.1/],
+  ['shutdown_timeout=0', 'shutdown_timeout', /shutdown_timeout="0" is invalid: expected a number of seconds >= 0.1/],
 ];
 for (const [line, key, message] of bad) {
   test(`bad value is named: ${line}`, (t) => {

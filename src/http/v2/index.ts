@@ -7,6 +7,7 @@ import type { InferOptions, ModelVersion, TensorMetadata } from '../../engine/ty
 import { OrderedJson, postprocessRow, preprocessBytes } from '../../handlers/index.js';
 import type { OutputTree, Tensor } from '../../native.js';
 import { sendJson } from '../respond.js';
+import * as health from '../health.js';
 import type { AppDeps } from '../types.js';
 import {
   HEADER_LENGTH,
@@ -267,11 +268,8 @@ export function v2Router(deps: AppDeps): express.Router {
   };
 
   router.get('/', (_req, res) => sendJson(res, 200, { name: 'torchd', version: serverVersion, extensions: ['binary_tensor_data'] }));
-  router.get('/health/live', (_req, res) => sendJson(res, 200, { live: true }));
-  router.get('/health/ready', (_req, res) => {
-    const ready = registry.healthy();
-    sendJson(res, ready ? 200 : 503, { ready });
-  });
+  router.get('/health/live', health.v2Live(deps));
+  router.get('/health/ready', health.v2Ready(deps));
 
   const metadata = (req: Request, res: Response) => sendJson(res, 200, modelMetadata(deps, resolve(req, res)));
   const ready = (req: Request, res: Response) => {
