@@ -13,6 +13,21 @@ import { startModuleWorker, WorkerPool } from './worker-pool.js';
 
 export { MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image-preprocess.js';
 
+/**
+ * Whether bytes start like an encoded image (JPEG, PNG, GIF, WebP, TIFF). Multipart parts without a Content-Type
+ * header are text/plain by RFC 7578 (busboy reports them so), yet Python's `requests.post(files={'data': f})`
+ * sends image files exactly that way: such a part is an image, not base64 text, when its bytes say so.
+ */
+export function isEncodedImage(bytes: Buffer): boolean {
+  if (bytes.length < 12) return false;
+  const ascii = (from: number, to: number) => bytes.toString('latin1', from, to);
+  return (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) // JPEG SOI + marker
+    || bytes.readUInt32BE(0) === 0x89504e47 // PNG
+    || ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a'
+    || (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP')
+    || ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*';
+}
+
 /** Strips a `data:image/...;base64,` prefix and decodes base64 text; refuses anything that is not base64. */
 export function decodeBase64Image(text: string): Buffer {
   const body = text.trim().replace(/^data:[^,]*;base64,/i, '').replace(/\s+/g, '');

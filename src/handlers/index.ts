@@ -4,7 +4,7 @@ import { BadRequestError } from '../errors.js';
 import type { ModelVersion } from '../engine/types.js';
 import type { ServerMetrics, Stage } from '../metrics/types.js';
 import type { OutputTree, Tensor } from '../native.js';
-import { decodeBase64Image, imageToTensor } from './image.js';
+import { decodeBase64Image, imageToTensor, isEncodedImage } from './image.js';
 import { outputToJson, postprocessRow, scoresRow, tensorToJson } from './output.js';
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
 
@@ -68,7 +68,7 @@ export async function preprocessBytes(mv: ModelVersion, bytes: Buffer): Promise<
 async function partToTensor(mv: ModelVersion, part: InputPart, o: HandleOptions): Promise<Tensor> {
   if (mv.spec.handler.name === 'image_classifier') {
     if ('json' in part) return imageToTensor(jsonImageBytes(part.json), mv.spec.handler);
-    if (isText(part.contentType)) return imageToTensor(decodeBase64Image(part.data.toString('latin1')), mv.spec.handler);
+    if (isText(part.contentType) && !isEncodedImage(part.data)) return imageToTensor(decodeBase64Image(part.data.toString('latin1')), mv.spec.handler);
     if (isJsonType(part.contentType)) return imageToTensor(jsonImageBytes(parseJsonPart(part.data)), mv.spec.handler);
     return imageToTensor(part.data, mv.spec.handler);
   }

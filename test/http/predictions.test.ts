@@ -47,6 +47,27 @@ test('multipart -F data=@file', async (t) => {
   t.is(r.json, 7);
 });
 
+test("a multipart file part without Content-Type (Python requests' files=) is read as the image it is", async (t) => {
+  // RFC 7578 makes such a part text/plain; requests.post(files={'data': open(f, 'rb')}) sends image files so.
+  const boundary = 'b9ed0b6b285123e850b4e1223fd0b68f';
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="data"; filename="6.png"\r\n\r\n`),
+    digit(6),
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  const r = await call(`${srv.url}/predictions/mnist`, { method: 'POST', body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+  t.is(r.status, 200, r.text);
+  t.is(r.json, 6);
+  // Base64 text in such a part still decodes as before.
+  const b64 = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="data"\r\n\r\n`),
+    Buffer.from(digit(2).toString('base64')),
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  const r2 = await call(`${srv.url}/predictions/mnist`, { method: 'POST', body: b64, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } });
+  t.is(r2.json, 2, r2.text);
+});
+
 test('two -F parts to a one-input model → one result per part, in order', async (t) => {
   const r = await call(`${srv.url}/predictions/mnist`, {
     method: 'POST',
