@@ -187,13 +187,17 @@ maybe('SIGKILL: only the killed replica\'s in-flight requests may fail; traffic 
   const failures = load.samples.filter(failed);
   const others = servers.filter((s) => s.name !== victim.name);
   t.log(`SIGKILL ${victim.name}: ${load.samples.length} requests, ${failures.length} failed (${describeFailures(load.samples)}); out of rotation in ${detectMs} ms`);
-  t.log(`  in flight on ${victim.name} just before the kill: ${before?.current}; its server aborts ${servers.find((s) => s.name === victim.name)?.srvAbrt}, response errors ${servers.find((s) => s.name === victim.name)?.eresp}`);
+  const vs = servers.find((s) => s.name === victim.name)!;
+  t.log(`  in flight on ${victim.name} just before the kill: ${before?.current}; haproxy saw ${vs.srvAbrt} server aborts, ${vs.eresp} response errors on it (re-sent elsewhere unless counted as failed above)`);
   t.log(`  per replica (2xx, cumulative): ${perReplica(servers)}; haproxy retries ${backend.wretr}, redispatches ${backend.wredis}`);
 
   t.true(samples.length > 100, `enough load (${samples.length})`);
   // At most one request per client connection can be in flight anywhere, so at most that many on the victim.
   t.true(failures.length <= LOAD.connections, `failures ${failures.length} ≤ in-flight bound ${LOAD.connections}: ${describeFailures(load.samples)}`);
   for (const f of failures) t.true(f.at >= killedAt, 'nothing failed before the kill');
+  // Every client-visible failure is one HAProxy saw die on the victim (aborted, no response, no connection).
+  const v = servers.find((s) => s.name === victim.name)!;
+  t.true(failures.length <= v.srvAbrt + v.eresp + v.econ, `failures ${failures.length} ≤ victim's aborted requests ${v.srvAbrt + v.eresp + v.econ}`);
   // Failures come from the victim only: the other replicas saw no connection, response or abort errors.
   for (const s of others) t.is(s.econ + s.eresp + s.srvAbrt, 0, `${s.name} errors`);
   // Out of rotation within the check interval (fall × inter), with slack for a loaded 2-core machine.
