@@ -14,6 +14,7 @@
         "native/core/executor.cpp",
         "native/core/quadrature.cpp",
         "native/core/model.cpp",
+        "native/core/optimize.cpp",
         "native/core/integrated_gradients.cpp",
         "native/core/build_info.cpp"
       ],

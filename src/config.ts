@@ -135,6 +135,7 @@ const versionShape = {
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N'),
   precision: z.enum(['fp32', 'fp16', 'bf16']),
   jobQueueSize: z.number().int().min(1),
+  optimize: z.boolean(),
   marName: z.string(),
   defaultVersion: z.boolean(),
 };

@@ -48,6 +48,19 @@ export interface LoadOptions {
   workers?: number;
   /** Autocast precision on CUDA (default 'fp32'). */
   precision?: 'fp32' | 'fp16' | 'bf16';
+  /**
+   * Forward runs a frozen, inference-optimised copy (default true); the first forward call runs both
+   * and keeps the copy only if its outputs are within 1e-3 (relative) of the original's. IG always
+   * runs the original, which is reloaded from `path` on the first explanation.
+   */
+  optimize?: boolean;
+}
+
+/** Which module forward runs: 'pending' until the first forward has compared the two. */
+export interface OptimizationState {
+  serving: 'optimized' | 'original' | 'pending';
+  /** Why the original serves ('' when the optimised copy does or the check is pending). */
+  reason: string;
 }
 
 export interface IgOptions {
@@ -87,6 +100,9 @@ export interface Model {
   readonly workers: number;
   /** Number of native forward calls made so far (test/metrics hook). */
   readonly forwardCalls: number;
+  readonly optimization: OptimizationState;
+  /** Resolves once the first forward has decided which module serves (at once if already decided). */
+  optimizationSettled(): Promise<OptimizationState>;
   /** Resize the executor (threads/streams) over the same module; never copies weights. */
   setWorkers(n: number): void;
   forward(inputs: Tensor[]): Promise<OutputTree>;
@@ -198,6 +214,9 @@ export function buildInfo(): BuildInfo {
 }
 
 class LoadedModel implements Model {
+  /** Waiting for the first forward's optimisation check; undefined once it is settled. */
+  private settleWaiters: ((state: OptimizationState) => void)[] | undefined = [];
+
   constructor(private readonly raw: RawModel) {}
 
   get path(): string { return this.raw.path; }
@@ -207,6 +226,23 @@ class LoadedModel implements Model {
   get parameterBytes(): number { return this.raw.parameterBytes; }
   get workers(): number { return this.raw.workers; }
   get forwardCalls(): number { return this.raw.forwardCalls; }
+  get optimization(): OptimizationState { return this.raw.optimization; }
+
+  optimizationSettled(): Promise<OptimizationState> {
+    const state = this.raw.optimization;
+    if (state.serving !== 'pending' || !this.settleWaiters) return Promise.resolve(state);
+    return new Promise((resolve) => this.settleWaiters!.push(resolve));
+  }
+
+  /** After a forward: wakes optimizationSettled() waiters once the check is done (a getter call until then). */
+  private noteSettled(): void {
+    if (!this.settleWaiters) return;
+    const state = this.raw.optimization;
+    if (state.serving === 'pending') return;
+    const waiters = this.settleWaiters;
+    this.settleWaiters = undefined;
+    for (const wake of waiters) wake(state);
+  }
 
   setWorkers(n: number): void {
     try {
@@ -222,6 +258,8 @@ class LoadedModel implements Model {
       return await this.raw.forward(inputs);
     } catch (error) {
       rethrow(error, site);
+    } finally {
+      this.noteSettled();
     }
   }
 

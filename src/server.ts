@@ -72,6 +72,7 @@ export function defaultSettings(config: ServerConfig): ModelSettings {
     device: 'cpu',
     precision: 'fp32',
     jobQueueSize: config.jobQueueSize,
+    optimize: true,
   };
 }
 

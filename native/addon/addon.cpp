@@ -129,6 +129,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceAccessor<&ModelWrap::ParameterBytes>("parameterBytes"),
                            InstanceAccessor<&ModelWrap::Workers>("workers"),
                            InstanceAccessor<&ModelWrap::ForwardCalls>("forwardCalls"),
+                           InstanceAccessor<&ModelWrap::Optimization>("optimization"),
                        });
   }
 
@@ -330,7 +331,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(model_ ? model_->forwardCalls() : lastForwardCalls_));
   }
 
+  /** { serving: 'optimized' | 'original' | 'pending', reason } (reason: why the original serves, else ''). */
+  Napi::Value Optimization(const Napi::CallbackInfo& info) {
+    if (model_) optimize_ = model_->optimizeState();
+    Napi::Object out = Napi::Object::New(info.Env());
+    const char* serving = optimize_.serving == ForwardModule::Optimized ? "optimized"
+                          : optimize_.serving == ForwardModule::Pending  ? "pending"
+                                                                         : "original";
+    out.Set("serving", serving);
+    out.Set("reason", optimize_.reason);
+    return out;
+  }
+
   std::shared_ptr<Model> model_;
+  OptimizeState optimize_;  // the last state read, kept for after dispose
   std::unique_ptr<Executor> executor_;
   std::string path_;
   std::string device_;
@@ -384,6 +398,11 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
       if (!threads.IsUndefined()) options.threads = readPositiveInt(threads, "options.threads");
       Napi::Value w = opts.Get("workers");
       if (!w.IsUndefined()) workers = readPositiveInt(w, "options.workers");
+      Napi::Value optimize = opts.Get("optimize");
+      if (!optimize.IsUndefined()) {
+        if (!optimize.IsBoolean()) throw EngineError(ErrorCode::Argument, "options.optimize must be a boolean", ErrorKind::TypeError);
+        options.optimize = optimize.As<Napi::Boolean>().Value();
+      }
       Napi::Value precision = opts.Get("precision");
       if (!precision.IsUndefined()) {
         if (!precision.IsString()) throw EngineError(ErrorCode::Argument, "options.precision must be a string", ErrorKind::TypeError);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "model_impl.h"
+#include "optimize.h"
 #include "tensor_io_torch.h"
 
 #ifdef TORCHD_WITH_CUDA
@@ -141,7 +142,20 @@ struct Model::Impl {
   DeviceSpec device;
   at::ScalarType computeFloat = at::kFloat;
   bool castFloats = false;  // precision != fp32 on CUDA
-  torch::jit::Module module;
+  /**
+   * The module as saved. Integrated gradients need it (autograd); forward uses it only when it serves.
+   * Dropped once the optimised copy serves, and loaded again on the first explanation, so a model that
+   * is never explained holds one copy of its weights. Guarded by originalMutex.
+   */
+  std::shared_ptr<torch::jit::Module> original;
+  std::mutex originalMutex;
+  /** The frozen, inference-optimised copy (optimize.h); set while Pending or Optimized. */
+  std::optional<torch::jit::Module> optimized;
+  /** Written only under verifyMutex; Pending until the first forward compares both modules. */
+  std::atomic<ForwardModule> serving{ForwardModule::Original};
+  std::mutex verifyMutex;
+  /** Written before `serving` leaves Pending (or at load), read after it has: no lock needed. */
+  std::string optimizeReason;
   std::vector<std::string> inputNames;
   size_t requiredInputs = 0;
   int64_t parameterCount = 0;
@@ -193,7 +207,67 @@ struct Model::Impl {
     return onDevice;
   }
 
-  c10::IValue run(std::vector<c10::IValue> args) { return module.forward(std::move(args)); }
+  /** Loads the module from `path` onto the device, in eval mode, parameters without gradients. */
+  torch::jit::Module loadModule() const {
+    torch::jit::Module m = torch::jit::load(path, device.device);
+    m.eval();
+    // Only inputs ever need gradients (integrated gradients); this keeps IG's graph small and makes
+    // concurrent backward passes never touch shared parameter .grad fields.
+    for (auto p : m.parameters()) p.requires_grad_(false);
+    if (castFloats) m.to(computeFloat);
+    return m;
+  }
+
+  /** The original module for integrated gradients, loaded again from `path` if it was dropped. */
+  std::shared_ptr<torch::jit::Module> originalModule() {
+    std::lock_guard<std::mutex> lock(originalMutex);
+    if (!original) {
+      try {
+        original = std::make_shared<torch::jit::Module>(loadModule());
+      } catch (const c10::Error& e) {
+        throw EngineError(ErrorCode::Load, "cannot load the original module of '" + path +
+                                               "' for integrated gradients: " + e.what_without_backtrace());
+      }
+    }
+    return original;
+  }
+
+  /** Forward on the serving module; the first call decides between the optimised copy and the original. */
+  c10::IValue runForward(std::vector<c10::IValue> args) {
+    ForwardModule now = serving.load(std::memory_order_acquire);
+    if (now == ForwardModule::Optimized) return optimized->forward(std::move(args));
+    if (now == ForwardModule::Original) return originalModule()->forward(std::move(args));
+    std::unique_lock<std::mutex> lock(verifyMutex);
+    if (serving.load(std::memory_order_acquire) != ForwardModule::Pending) {
+      lock.unlock();
+      return runForward(std::move(args));
+    }
+    // A failing original (a bad first input) is that request's error; the decision waits for a good one.
+    c10::IValue reference = originalModule()->forward(args);
+    std::string problem;
+    c10::IValue candidate;
+    try {
+      candidate = optimized->forward(std::move(args));
+      problem = compareOutputs(candidate, reference, kOptimizeTolerance);
+    } catch (const c10::Error& e) {
+      problem = std::string("the optimised module failed: ") + e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      problem = std::string("the optimised module failed: ") + e.what();
+    }
+    if (problem.empty()) {
+      serving.store(ForwardModule::Optimized, std::memory_order_release);
+      std::lock_guard<std::mutex> dropping(originalMutex);
+      original.reset();
+      return candidate;
+    }
+    optimizeReason = "outputs differ from the original's on the first input (" + problem + ")";
+    optimized.reset();
+    serving.store(ForwardModule::Original, std::memory_order_release);
+    return reference;
+  }
+
+  /** Relative tolerance of the optimised module's outputs against the original's. */
+  static constexpr double kOptimizeTolerance = 1e-3;
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -218,22 +292,30 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   try {
     prepareTorchThread();
-    impl->module = torch::jit::load(path, impl->device.device);
-    impl->module.eval();
-    // Only inputs ever need gradients (integrated gradients); this keeps IG's graph small and makes
-    // concurrent backward passes never touch shared parameter .grad fields.
-    for (auto p : impl->module.parameters()) {
-      p.requires_grad_(false);
+    impl->original = std::make_shared<torch::jit::Module>(impl->loadModule());
+    torch::jit::Module& module = *impl->original;
+    for (const auto& p : module.parameters()) {
       impl->parameterCount += p.numel();
       impl->parameterBytes += p.numel() * static_cast<int64_t>(p.element_size());
     }
-    if (impl->castFloats) impl->module.to(impl->computeFloat);
-    auto method = impl->module.find_method("forward");
+    auto method = module.find_method("forward");
     if (!method) throw EngineError(ErrorCode::Load, "TorchScript module '" + path + "' has no forward method");
     const auto& args = method->function().getSchema().arguments();
     for (size_t i = 1; i < args.size(); ++i) {  // argument 0 is self
       impl->inputNames.push_back(args[i].name());
       if (!args[i].default_value()) impl->requiredInputs = impl->inputNames.size();
+    }
+    if (!options.optimize) {
+      impl->optimizeReason = "optimize is off";
+    } else {
+      try {
+        impl->optimized = optimizedForInference(module, impl->device.device.is_cpu());
+        impl->serving.store(ForwardModule::Pending);
+      } catch (const c10::Error& e) {
+        impl->optimizeReason = std::string("freezing/optimising failed: ") + e.what_without_backtrace();
+      } catch (const std::exception& e) {
+        impl->optimizeReason = std::string("freezing/optimising failed: ") + e.what();
+      }
     }
   } catch (const EngineError&) {
     throw;
@@ -266,7 +348,7 @@ OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane) {
       if (t.is_cpu()) borrowed.push_back(t);
       args.emplace_back(std::move(t));
     }
-    c10::IValue out = impl_->run(std::move(args));
+    c10::IValue out = impl_->runForward(std::move(args));
     // Copies to the host happen on this lane's stream; low-precision results widen to fp32 for handlers.
     OutputOptions outputOptions;
     outputOptions.widenFloats = impl_->castFloats;
@@ -330,7 +412,9 @@ IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const
     } else {
       baseline = at::zeros_like(tensors[0]);
     }
-    ForwardFn forward = [this](std::vector<c10::IValue> args) { return impl_->run(std::move(args)); };
+    // Autograd needs the module as saved (the optimised copy's oneDNN ops have no backward).
+    std::shared_ptr<torch::jit::Module> original = impl_->originalModule();
+    ForwardFn forward = [original](std::vector<c10::IValue> args) { return original->forward(std::move(args)); };
     return computeIntegratedGradients(forward, tensors, baseline, options.target, rule, options.chunk);
   } catch (...) {
     rethrowCurrentAsEngineError();
@@ -344,5 +428,9 @@ size_t Model::requiredInputs() const { return impl_->requiredInputs; }
 int64_t Model::parameterCount() const { return impl_->parameterCount; }
 int64_t Model::parameterBytes() const { return impl_->parameterBytes; }
 uint64_t Model::forwardCalls() const { return impl_->forwardCalls.load(); }
+OptimizeState Model::optimizeState() const {
+  ForwardModule serving = impl_->serving.load(std::memory_order_acquire);
+  return {serving, serving == ForwardModule::Original ? impl_->optimizeReason : std::string()};
+}
 
 }  // namespace torchd

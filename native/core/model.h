@@ -19,6 +19,20 @@ struct LoadOptions {
   int threads = 0;
   /** CUDA only: "fp32", "fp16" or "bf16" (weights and float inputs cast; float outputs come back fp32). */
   std::string precision = "fp32";
+  /**
+   * Forward runs a frozen, inference-optimised copy (optimize.h) once its output on the first forward
+   * call (the registry's warm-up) matches the original's; integrated gradients always use the original.
+   */
+  bool optimize = true;
+};
+
+/** Which module forward runs. */
+enum class ForwardModule { Pending, Optimized, Original };
+
+struct OptimizeState {
+  ForwardModule serving = ForwardModule::Original;
+  /** Why the original serves (optimize off, a pass failed, outputs differ); empty otherwise. */
+  std::string reason;
 };
 
 enum class IgMethod { GaussLegendre, RiemannTrapezoid };
@@ -72,6 +86,8 @@ class Model {
   int64_t parameterCount() const;
   int64_t parameterBytes() const;
   uint64_t forwardCalls() const;
+  /** Optimised or original forward module, and why the original serves; Pending until the first forward. */
+  OptimizeState optimizeState() const;
 
  private:
   struct Impl;

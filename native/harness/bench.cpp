@@ -2,7 +2,10 @@
 // are divided by (see shared/perf.md). Prints one JSON object per batch size.
 //
 //   torchd-bench --model M.pt --shape 1,3,224,224 --dtype float32 --device cpu --batch 1,2,4,8
-//                --warmup 10 --iters 50 [--threads N] [--ig --steps 15 [--chunk C] [--target T]]
+//                --warmup 10 --iters 50 [--threads N] [--optimize] [--ig --steps 15 [--chunk C] [--target T]]
+//
+// --optimize: forward runs the frozen, inference-optimised module as the server does by default (its
+// first call checks it against the original); without it the module runs as saved. IG always runs the original.
 //
 // The first dim of --shape is replaced by each batch size. Inputs are seeded pseudo-random data.
 // On CUDA each timed call includes the pinned staging copy, host->device and device->host copies.
@@ -40,12 +43,13 @@ struct Args {
   int steps = 15;
   int chunk = 0;
   int64_t target = 0;
+  bool optimize = false;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
   std::cerr << "torchd-bench: " << problem << "\n"
             << "usage: torchd-bench --model M.pt --shape 1,3,224,224 [--dtype float32] [--device cpu]\n"
-            << "                    [--batch 1,2,4,8] [--warmup 10] [--iters 50] [--threads N] [--workers W]\n"
+            << "                    [--batch 1,2,4,8] [--warmup 10] [--iters 50] [--threads N] [--workers W] [--optimize]\n"
             << "                    [--ig [--steps 15] [--chunk C] [--target T]]\n";
   std::exit(2);
 }
@@ -96,6 +100,7 @@ Args parseArgs(int argc, char** argv) {
     else if (flag == "--threads") a.threads = parseInt(value(), "--threads", 1);
     else if (flag == "--workers") a.workers = parseInt(value(), "--workers", 1);
     else if (flag == "--ig") a.ig = true;
+    else if (flag == "--optimize") a.optimize = true;
     else if (flag == "--steps") a.steps = parseInt(value(), "--steps", 1);
     else if (flag == "--chunk") a.chunk = parseInt(value(), "--chunk", 1);
     else if (flag == "--target") a.target = parseInt(value(), "--target", 0);
@@ -140,6 +145,10 @@ std::vector<uint8_t> makeData(torchd::DType dtype, int64_t count) {
   return bytes;
 }
 
+const char* forwardModuleName(torchd::ForwardModule m) {
+  return m == torchd::ForwardModule::Optimized ? "optimized" : m == torchd::ForwardModule::Pending ? "pending" : "original";
+}
+
 double percentile(std::vector<double> sorted, double p) {
   // Nearest-rank percentile of already sorted samples.
   size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * sorted.size()));
@@ -156,6 +165,7 @@ int main(int argc, char** argv) {
     torchd::LoadOptions options;
     options.device = args.device;
     options.threads = args.threads;
+    options.optimize = args.optimize;
     torchd::prepareTorchThread();
     auto model = torchd::Model::load(args.model, options);
     for (int64_t batch : args.batches) {
@@ -234,11 +244,11 @@ int main(int argc, char** argv) {
       mean /= ms.size();
       std::printf(
           "{\"batch\":%lld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"items_per_s\":%.2f,\"mean_ms\":%.4f,\"iters\":%d,"
-          "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"torch\":\"%s\"}\n",
+          "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"forward_module\":\"%s\",\"torch\":\"%s\"}\n",
           static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), static_cast<double>(batch) * args.iters * workers / total,
           mean, args.iters, torchd::intraOpThreads(), workers, model->device().c_str(),
           args.dtype.c_str(), args.ig ? "ig" : "forward", args.ig ? args.steps : 0,
-          torchd::buildInfo().torchVersion.c_str());
+          forwardModuleName(model->optimizeState().serving), torchd::buildInfo().torchVersion.c_str());
       std::fflush(stdout);
     }
   } catch (const torchd::EngineError& e) {

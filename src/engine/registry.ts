@@ -66,9 +66,30 @@ const TYPED_ARRAYS: Record<string, new (n: number) => TypedArray> = {
   int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
 };
 
-/** Zero inputs of the declared shapes (dynamic dims → 1), when every input is fully declared. */
+/** Seeded values in [-2, 2): unlike zeros, they exercise every weight when the two forward modules are compared. */
+function fillSeeded(data: Float32Array | Float64Array): void {
+  let state = 0x2545f491;
+  for (let i = 0; i < data.length; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    data[i] = state / 2 ** 30 - 2;
+  }
+}
+
+/**
+ * The warm-up input: the declared shapes (dynamic dims → 1) when every input is fully declared, else an
+ * image classifier's one preprocessed image when its size is fixed by the config (crop_size or image_size).
+ * Float inputs get seeded values (the first forward also checks the optimised module against the original),
+ * others zeros. Undefined when the shape is unknown: the first request then does the check.
+ */
 function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
-  if (!spec.inputs || spec.inputs.length === 0) return undefined;
+  if (!spec.inputs || spec.inputs.length === 0) {
+    const h = spec.handler;
+    const side = h.name === 'image_classifier' ? (h.crop_size ?? h.image_size) : null;
+    if (!side) return undefined;
+    const data = new Float32Array(h.channels * side * side);
+    fillSeeded(data);
+    return [{ data, shape: [1, h.channels, side, side], dtype: 'float32' }];
+  }
   const tensors: Tensor[] = [];
   for (const meta of spec.inputs) {
     // BYTES inputs (images, strings) have no dtype: nothing to warm up with.
@@ -77,9 +98,26 @@ function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
     const Ctor = TYPED_ARRAYS[dtype];
     if (!Ctor || meta.shape.length === 0) return undefined;
     const shape = meta.shape.map((d) => (d > 0 ? d : 1));
-    tensors.push({ data: new Ctor(elementCount(shape)), shape, dtype });
+    const data = new Ctor(elementCount(shape));
+    if (data instanceof Float32Array || data instanceof Float64Array) fillSeeded(data);
+    tensors.push({ data, shape, dtype });
   }
   return tensors;
+}
+
+/**
+ * Logs a warning when optimisation was asked for but the original module serves (the optimised copy's
+ * outputs differed or a pass failed). While the check is pending (no warm-up input), it reports once the
+ * first request has settled it.
+ */
+function reportOptimization(mv: LoadedModelVersion, logger: Logger): void {
+  if (mv.settings.optimize === false) return;
+  const { serving, reason } = mv.model.optimization;
+  if (serving === 'original') {
+    logger.warn({ model: mv.spec.name, version: mv.spec.version, reason }, 'serving the original module: the optimised one was not used');
+  } else if (serving === 'pending') {
+    void mv.model.optimizationSettled().then(() => reportOptimization(mv, logger));
+  }
 }
 
 function positiveInt(value: number, key: string, min: number): number {
@@ -146,6 +184,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
           workers: Math.max(1, workers),
           threads,
           precision: settings.precision,
+          optimize: settings.optimize ?? true,
         });
       } catch (err) {
         loading.delete(id);
@@ -162,6 +201,8 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
           logger.warn({ model: spec.name, version: spec.version, err: (err as Error).message }, 'warm-up forward failed');
         }
       }
+      // The warm-up forward decided which module serves; without one the first request decides.
+      reportOptimization(mv, logger);
       mv.ready = workers >= 1;
       loading.delete(id);
       let versions = models.get(spec.name);
@@ -173,6 +214,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
           model: spec.name, version: spec.version, file: spec.serializedFile, modelDevice: model.device,
           parameters: model.parameterCount, parameterBytes: model.parameterBytes, inputs: model.inputs.map((i) => i.name),
           handler: spec.handler.name, ...settings, workers, threads, cores, warmedUp: Boolean(warm), loadMs: Date.now() - t0,
+          forwardModule: model.optimization.serving,
           default: defaults.get(spec.name) === spec.version,
         },
         'model loaded',

@@ -28,6 +28,11 @@ export interface ModelSettings {
   device: string;
   precision: 'fp32' | 'fp16' | 'bf16';
   jobQueueSize: number;
+  /**
+   * Forward runs a frozen, inference-optimised copy of the module, checked against the original on the
+   * first forward (the warm-up when there is one); undefined means true. false serves the file as saved.
+   */
+  optimize?: boolean;
 }
 
 /** Declared tensor metadata (KServe v2 model metadata), from a model config or inferred. */

@@ -77,6 +77,9 @@ const V2ModelMetadata = z
     platform: z.string().openapi({ example: 'pytorch_torchscript' }),
     inputs: z.array(z.object({ name: z.string(), datatype: z.string(), shape: z.array(z.number().int()) })),
     outputs: z.array(z.object({ name: z.string(), datatype: z.string(), shape: z.array(z.number().int()) })),
+    parameters: z.object({
+      forward_module: z.enum(['optimized', 'original', 'pending']).openapi({ description: 'torchd extension: the module forward runs' }),
+    }),
   })
   .openapi('V2ModelMetadata');
 const V2Ready = z.object({ ready: z.boolean() }).openapi('V2Ready');

@@ -100,7 +100,10 @@ test('register → predict → scale → set-default → unregister, on two vers
     modelName: 'adder', modelVersion: '1.0', modelUrl: 'v1/adder.mar', isDefault: true, handler: 'tensor', device: 'cpu',
     batchSize: 4, maxBatchDelay: 2, minWorkers: 1, maxWorkers: 1, loadedAtStartup: false,
     jobQueueStatus: { remainingCapacity: 100, pendingRequests: 0, runningRequests: 0 },
+    // The frozen, inference-optimised module serves (settled by the requests above).
+    optimize: true, forwardModule: 'optimized',
   });
+  t.false('forwardModuleReason' in v1);
   t.is(v1.workers.length, 1);
   t.like(v1.workers[0], { status: 'READY', pid: process.pid, gpu: false });
   const all = await call('GET', `${s.mgmt}/models/adder/all`);

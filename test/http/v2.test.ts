@@ -105,6 +105,8 @@ test('model metadata: forward argument names, image models as BYTES → INT64, o
     name: 'adder', versions: ['1.0'], platform: 'pytorch_torchscript',
     inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }, { name: 'y', datatype: 'FP32', shape: [-1] }],
     outputs: [],
+    // Which module forward runs: checked on the first request, as the model declares no inputs to warm up with.
+    parameters: { forward_module: 'pending' },
   });
   const digits = await json(await fetch(`${c.url}/v2/models/digits/versions/1.0`));
   t.deepEqual(digits.outputs, [{ name: 'output0', datatype: 'INT64', shape: [-1] }]);
@@ -114,6 +116,7 @@ test('model metadata: forward argument names, image models as BYTES → INT64, o
   const seen = await json(await fetch(`${c.url}/v2/models/adder`));
   t.deepEqual(seen.outputs, [{ name: 'output0', datatype: 'FP32', shape: [-1, 3] }, { name: 'output1', datatype: 'FP32', shape: [-1] }]);
   t.deepEqual(seen.inputs[1], { name: 'y', datatype: 'FP32', shape: [-1, 3] });
+  t.deepEqual(seen.parameters, { forward_module: 'optimized' });
 
   const nf = await fetch(`${c.url}/v2/models/nope`);
   t.is(nf.status, 404);

@@ -189,7 +189,7 @@ test('model config: unknown keys and bad values are refused naming the key; JSON
   const store = createModelStore(root);
   const bad: [string, string][] = [
     ['handler:\n  name: tensor\n  resize: 256\n', 'model-config.yaml: unknown key "resize" in handler (allowed: name, preset, image_size, crop_size, channels, mean, std, topk, output)'],
-    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, handler, inputs, outputs)'],
+    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, handler, inputs, outputs)'],
     ['batchSize: 0\n', 'model-config.yaml: batchSize: Too small: expected number to be >0'],
     ['device: tpu\n', 'model-config.yaml: device: expected cpu, cuda or cuda:N'],
     ['handler:\n  name: detector\n', 'Model cfg: model config handler.name "detector" is not a built-in handler (supported: image_classifier, tensor, mnist)'],
@@ -200,8 +200,8 @@ test('model config: unknown keys and bad values are refused naming the key; JSON
     await t.throwsAsync(store.load('cfg'), { instanceOf: BadRequestError, message }, yaml);
   }
   // TorchServe keys torchd does not use are accepted (users bring their files); deviceType maps to device.
-  await writeFile(path.join(dir, 'model-config.yaml'), 'minWorkers: 1\nmaxWorkers: 2\ndeviceType: cpu\nparallelType: pp\nprecision: fp16\n');
-  t.deepEqual((await store.load('cfg')).settings, { minWorkers: 1, maxWorkers: 2, device: 'cpu', precision: 'fp16' });
+  await writeFile(path.join(dir, 'model-config.yaml'), 'minWorkers: 1\nmaxWorkers: 2\ndeviceType: cpu\nparallelType: pp\nprecision: fp16\noptimize: false\n');
+  t.deepEqual((await store.load('cfg')).settings, { minWorkers: 1, maxWorkers: 2, device: 'cpu', precision: 'fp16', optimize: false });
   await writeFile(path.join(dir, 'model-config.yaml'), '');
   await writeFile(path.join(dir, 'MAR-INF', 'MANIFEST.json'), manifest({ modelName: 'cfg', serializedFile: 'add2.pt', handler: 'tensor', configFile: 'conf.json' }));
   await writeFile(path.join(dir, 'conf.json'), JSON.stringify({ batchSize: 4, responseTimeout: 30 }));

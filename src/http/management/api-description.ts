@@ -41,6 +41,11 @@ const ModelDescription = z
     maxWorkers: z.number().int(),
     loadedAtStartup: z.boolean(),
     parameterBytes: z.number().int(),
+    optimize: z.boolean().openapi({ description: 'the model config setting (default true)' }),
+    forwardModule: z.enum(['optimized', 'original', 'pending']).openapi({
+      description: 'the module forward runs: frozen + optimize_for_inference, as saved, or not yet checked (the first request decides)',
+    }),
+    forwardModuleReason: z.string().optional().openapi({ description: 'why the original serves although optimize is true' }),
     workers: z.array(Worker),
     jobQueueStatus: z.object({ remainingCapacity: z.number().int(), pendingRequests: z.number().int(), runningRequests: z.number().int() }),
   })

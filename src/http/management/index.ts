@@ -53,6 +53,17 @@ function workerCount(mv: ModelVersion): number {
   return typeof w === 'number' ? w : mv.ready ? mv.model.workers : 0;
 }
 
+/**
+ * `optimize` (the setting) and `forwardModule`: the module forward runs, 'optimized' (frozen +
+ * optimize_for_inference), 'original' (as saved) or 'pending' (checked on the first request), with the
+ * reason when the original serves although optimisation was asked for.
+ */
+function optimizationFields(mv: ModelVersion): Record<string, unknown> {
+  const { serving, reason } = mv.model.optimization;
+  const requested = mv.settings.optimize !== false;
+  return { optimize: requested, forwardModule: serving, ...(requested && reason ? { forwardModuleReason: reason } : {}) };
+}
+
 function describe(registry: Registry, mv: ModelVersion): Record<string, unknown> {
   const s = mv.settings;
   const n = workerCount(mv);
@@ -73,6 +84,7 @@ function describe(registry: Registry, mv: ModelVersion): Record<string, unknown>
     maxWorkers: s.maxWorkers,
     loadedAtStartup: mv.loadedAtStartup,
     parameterBytes: mv.model.parameterBytes,
+    ...optimizationFields(mv),
     // Workers are threads (or CUDA streams) over one module in this process, so they share pid and weights.
     workers: Array.from({ length: n }, (_, i) => ({
       id: String(9000 + i),

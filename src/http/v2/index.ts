@@ -79,6 +79,8 @@ function modelMetadata(deps: AppDeps, mv: ModelVersion): Record<string, unknown>
     platform: PLATFORM,
     inputs: inputs.map(strip),
     outputs: outputs.map(strip),
+    // Not in the protocol's metadata: which module forward runs (see the describe API's forwardModule).
+    parameters: { forward_module: mv.model.optimization.serving },
   };
 }
 
