@@ -6,6 +6,9 @@
 
 #include <fstream>
 #include <mutex>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 
 #include "model_impl.h"
@@ -256,8 +259,15 @@ struct Model::Impl {
     }
     if (problem.empty()) {
       serving.store(ForwardModule::Optimized, std::memory_order_release);
-      std::lock_guard<std::mutex> dropping(originalMutex);
-      original.reset();
+      {
+        std::lock_guard<std::mutex> dropping(originalMutex);
+        original.reset();
+      }
+#if defined(__GLIBC__)
+      // The original's weights were allocated from the heap (glibc raised its mmap threshold when the file
+      // buffer of the load was freed), so freeing them would not shrink RSS by itself.
+      malloc_trim(0);
+#endif
       return candidate;
     }
     optimizeReason = "outputs differ from the original's on the first input (" + problem + ")";

@@ -1,6 +1,7 @@
 #include "optimize.h"
 
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include <cmath>
 #include <sstream>
@@ -13,8 +14,12 @@ torch::jit::Module optimizedForInference(const torch::jit::Module& module, bool 
   torch::jit::Module frozen = torch::jit::freeze(module);
   // optimize_for_inference's extra passes are the CPU (oneDNN) rewrites; on CUDA freezing already did
   // the conv/bn folding that applies there.
-  if (!cpu) return frozen;
-  return torch::jit::optimize_for_inference(frozen);
+  torch::jit::Module optimized = cpu ? torch::jit::optimize_for_inference(frozen) : frozen;
+  // LibTorch 1.13's rewrites (e.g. the frozen linear transpose) leave the replaced weight constants in the
+  // graph, unused: without this the optimised copy would hold the original weights as well (measured:
+  // Linear(2048, 2048) 34 MiB instead of 18 MiB).
+  torch::jit::EliminateDeadCode(optimized.get_method("forward").graph());
+  return optimized;
 }
 
 namespace {
