@@ -244,6 +244,10 @@ test('Dockerfile: every RUN is ./scripts/setup; ports, health check, user and in
   for (const address of [config.inferenceAddress, config.managementAddress, config.metricsAddress]) t.true(exposed.includes(portOf(address)), `EXPOSE ${address}`);
   const grpc = (config as ServerConfig & { grpc?: { inferenceAddress: string; managementAddress: string } }).grpc;
   for (const port of grpc ? [portOf(grpc.inferenceAddress), portOf(grpc.managementAddress)] : [7070, 7071]) t.true(exposed.includes(port), `EXPOSE ${port} (gRPC)`);
+  if (grpc) {
+    t.is(listenTarget(`http://${grpc.inferenceAddress}`).host, '0.0.0.0', 'gRPC inference reachable from outside the container');
+    t.true(isLoopback(listenTarget(`http://${grpc.managementAddress}`).host), 'gRPC management on loopback');
+  }
   t.is(listenTarget(config.inferenceAddress).host, '0.0.0.0', 'inference reachable from outside the container');
   t.true(isLoopback(listenTarget(config.managementAddress).host), 'management on loopback');
   t.is(config.modelStore, '/mnt/models/model-store', 'KServe\'s storage initializer puts models there');
