@@ -32,10 +32,33 @@ export interface ServerConfig {
   /** metrics_auth_token: the metrics key (e.g. from a Secret); otherwise one is generated into keyFile */
   metricsAuthToken?: string;
   /**
+   * The gRPC listeners (src/grpc). Absent means gRPC is off: resolveConfig always sets it, so only
+   * configurations built by hand (tests of single apps) leave it out.
+   */
+  grpc?: GrpcConfig;
+  /**
    * Keys present in config.properties (and TS_* variables) that torchd does not use, logged once at
    * start; unused per-version model_snapshot keys appear as model_snapshot.models.NAME.VERSION.KEY.
    */
   ignoredKeys: string[];
   /** PROTOCOL_VERSION, TS_SERVICE_ENVELOPE, service_envelope: accepted, logged, change nothing. */
   informational?: Record<string, string>;
+}
+
+/** gRPC listener settings (`enable_grpc`, `grpc_*` keys). Times in ms; 0 leaves grpc-js's default. */
+export interface GrpcConfig {
+  enabled: boolean;
+  /** host:port of the inference services (TorchServe inference, KServe v2, health, reflection). */
+  inferenceAddress: string;
+  /** host:port of the management service (and health). */
+  managementAddress: string;
+  /** Largest inbound message, bytes (grpc_max_request_size, default max_request_size). */
+  maxRequestSize: number;
+  /** Largest outbound message, bytes; -1 = unlimited (large explanations). */
+  maxResponseSize: number;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  maxConnectionAgeMs: number;
+  maxConnectionAgeGraceMs: number;
+  maxConnectionIdleMs: number;
 }

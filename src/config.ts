@@ -70,6 +70,9 @@ const DEFAULTS = {
   intra_op_threads: '0',
   drain_delay: '0',
   shutdown_timeout: '30',
+  enable_grpc: 'true',
+  grpc_inference_address: '127.0.0.1:7070',
+  grpc_management_address: '127.0.0.1:7071',
 } as const;
 
 const address = z.string().transform((s, ctx) => {
@@ -162,6 +165,31 @@ const modelSnapshotJson = json.pipe(
 /** Environment variables KServe's torchserve runtime sets; accepted and logged, they change nothing here. */
 const INFORMATIONAL_ENV = ['PROTOCOL_VERSION', 'TS_SERVICE_ENVELOPE'] as const;
 
+/**
+ * A gRPC listen address: `host:port`, `[v6]:port`, `http://host:port`, or a bare host (TorchServe's
+ * grpc_*_address holds only the host; its port comes from grpc_*_port). Settled as `host:port`, port
+ * null when the value named none.
+ */
+const grpcAddress = z.string().transform((s, ctx) => {
+  const text = s.trim();
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`;
+  let url: URL;
+  try {
+    url = new URL(withScheme);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. 127.0.0.1:7070' });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' || url.pathname !== '/' || url.search || url.hash || url.username) {
+    ctx.addIssue({ code: 'custom', message: 'expected host:port, e.g. 127.0.0.1:7070 (plaintext gRPC; terminate TLS in a proxy)' });
+    return z.NEVER;
+  }
+  // new URL drops an explicit default port (":80"), so read whether one was given from the text itself.
+  const explicitPort = /:(\d+)\/?$/.exec(text)?.[1];
+  return { host: url.hostname, port: explicitPort === undefined ? null : Number(explicitPort) };
+});
+const port = integer(0, 'port number').pipe(z.number().max(65535, 'expected a port number from 0 to 65535'));
+
 /** The config.properties keys torchd reads, with their validators. */
 const USED_KEYS = {
   inference_address: address,
@@ -194,6 +222,19 @@ const USED_KEYS = {
   // waiting shutdown_timeout after the signal (drain_delay included).
   drain_delay: seconds(0),
   shutdown_timeout: seconds(0.1),
+  enable_grpc: bool,
+  grpc_inference_address: grpcAddress,
+  grpc_inference_port: port,
+  grpc_management_address: grpcAddress,
+  grpc_management_port: port,
+  grpc_max_request_size: integer(1, 'bytes'),
+  // 0: no limit on what the server sends (an explanation can be far larger than its request).
+  grpc_max_response_size: integer(0, 'bytes'),
+  grpc_keepalive_time_ms: integer(0, 'ms'),
+  grpc_keepalive_timeout_ms: integer(0, 'ms'),
+  grpc_max_connection_age_ms: integer(0, 'ms'),
+  grpc_max_connection_age_grace_ms: integer(0, 'ms'),
+  grpc_max_connection_idle_ms: integer(0, 'ms'),
 } as const;
 type UsedKey = keyof typeof USED_KEYS;
 
@@ -325,8 +366,32 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     shutdownTimeout,
     enableMetricsAuth: (settled.enable_metrics_auth as boolean | undefined) ?? false,
     metricsAuthToken: settled.metrics_auth_token as string | undefined,
+    grpc: grpcConfig(settled),
     ignoredKeys: [...ignoredKeys, ...ignoredEnv],
     informational,
+  };
+}
+
+type GrpcAddress = { host: string; port: number | null };
+
+function grpcConfig(settled: Partial<Record<UsedKey, unknown>>): ServerConfig['grpc'] {
+  // grpc_*_port wins over a port inside grpc_*_address, as TorchServe reads them; neither → the default port.
+  const hostPort = (address: GrpcAddress, port: unknown, fallback: number) => {
+    const p = (port as number | undefined) ?? address.port ?? fallback;
+    return `${address.host.includes(':') && !address.host.startsWith('[') ? `[${address.host}]` : address.host}:${p}`;
+  };
+  const ms = (key: UsedKey) => (settled[key] as number | undefined) ?? 0;
+  return {
+    enabled: settled.enable_grpc as boolean,
+    inferenceAddress: hostPort(settled.grpc_inference_address as GrpcAddress, settled.grpc_inference_port, 7070),
+    managementAddress: hostPort(settled.grpc_management_address as GrpcAddress, settled.grpc_management_port, 7071),
+    maxRequestSize: (settled.grpc_max_request_size as number | undefined) ?? (settled.max_request_size as number),
+    maxResponseSize: (settled.grpc_max_response_size as number | undefined) || -1,
+    keepaliveTimeMs: ms('grpc_keepalive_time_ms'),
+    keepaliveTimeoutMs: ms('grpc_keepalive_timeout_ms'),
+    maxConnectionAgeMs: ms('grpc_max_connection_age_ms'),
+    maxConnectionAgeGraceMs: ms('grpc_max_connection_age_grace_ms'),
+    maxConnectionIdleMs: ms('grpc_max_connection_idle_ms'),
   };
 }
 

@@ -1,6 +1,6 @@
-// Owns ports and lifecycle: builds the engine and the three apps, loads the startup models, listens,
-// and shuts down through src/lifecycle.ts (readiness false → drain delay → drain every listener →
-// dispose models).
+// Owns ports and lifecycle: builds the engine, the three apps and the gRPC listeners, loads the startup
+// models, listens, and shuts down through src/lifecycle.ts (readiness false → drain delay → drain every
+// listener, HTTP and gRPC → dispose models).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -21,6 +21,7 @@ import { closeImageWorkers } from './handlers/index.js';
 import { createDrainableHttpServer } from './http/connections.js';
 import { ServiceUnavailableError } from './errors.js';
 import { Lifecycle, type ShutdownOptions, type ShutdownReport } from './lifecycle.js';
+import { startGrpc } from './grpc/server.js';
 
 /**
  * After a forced drain, how long running native calls get to finish before the models are left to
@@ -32,6 +33,10 @@ export interface ServerAddresses {
   inference: string;
   management: string;
   metrics: string;
+  /** gRPC inference listener as host:port (absent when enable_grpc=false). */
+  grpcInference?: string;
+  /** gRPC management listener as host:port (absent when enable_grpc=false). */
+  grpcManagement?: string;
 }
 
 export interface RunningServer {
@@ -154,8 +159,19 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       management: shared ? inference : await listen(lifecycle, 'management', managementApp, config.managementAddress),
       metrics: await listen(lifecycle, 'metrics', metricsApp, config.metricsAddress),
     };
-    for (const [listener, url] of Object.entries(addresses)) {
-      const { host } = listenTarget(url);
+    const hosts: [string, string, string][] = Object.entries(addresses).map(([l, url]) => [l, url, listenTarget(url).host]);
+    if (config.grpc?.enabled) {
+      const grpc = await startGrpc(deps, config.grpc, keys);
+      for (const d of grpc.drainables) lifecycle.addDrainable(d);
+      // Health watchers hear NOT_SERVING the moment shutdown begins, not at their next poll.
+      lifecycle.onDraining(() => grpc.readinessChanged());
+      addresses.grpcInference = grpc.addresses.inference;
+      addresses.grpcManagement = grpc.addresses.management;
+      for (const [l, a] of [['grpcInference', grpc.addresses.inference], ['grpcManagement', grpc.addresses.management]]) {
+        hosts.push([l, a, a.slice(0, a.lastIndexOf(':')).replace(/^\[|\]$/g, '')]);
+      }
+    }
+    for (const [listener, url, host] of hosts) {
       if (!isLoopback(host) && !config.enableTokenAuth) {
         logger.warn({ listener, url }, 'listening beyond loopback without token auth: anyone who can reach this address can use it');
       }

@@ -116,7 +116,7 @@ export async function startTorchd(store: string, models: string[], options: { th
   const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
   // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker).
   const configFile = path.join(store, '..', 'config.properties');
-  writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\n`);
+  writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\ngrpc_inference_port=0\ngrpc_management_port=0\n`);
   const args = [
     path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', models.map((m) => `${m}=${m}`).join(','),
     '--inference-address', `http://127.0.0.1:${inf}`, '--management-address', `http://127.0.0.1:${mgmt}`,

@@ -45,19 +45,28 @@ export async function writeKeyFile(keyFile: string, entries: Record<string, stri
   return file;
 }
 
+/**
+ * The 401 for an `Authorization` value (HTTP header or gRPC metadata) that is not `Bearer <key>`, or
+ * undefined when it is. Shared by the HTTP middleware and the gRPC services so both say the same.
+ */
+export function tokenError(header: string | undefined, key: string): InvalidKeyError | undefined {
+  const expected = Buffer.from(key, 'utf8');
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  const given = match ? Buffer.from(match[1], 'utf8') : Buffer.alloc(0);
+  // Constant-time comparison so the key cannot be guessed byte by byte from response times.
+  if (given.length === expected.length && timingSafeEqual(given, expected)) return undefined;
+  return new InvalidKeyError(match ? 'Token Authorization failed: invalid key' : 'Token Authorization failed: missing "Authorization: Bearer <key>" header');
+}
+
 /** Rejects with 401 InvalidKeyException unless the request carries `Authorization: Bearer <key>`. */
 export function requireToken(key: string): RequestHandler {
-  const expected = Buffer.from(key, 'utf8');
   return (req, res, next) => {
-    const header = req.get('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const given = match ? Buffer.from(match[1], 'utf8') : Buffer.alloc(0);
-    // Constant-time comparison so the key cannot be guessed byte by byte from response times.
-    if (given.length === expected.length && timingSafeEqual(given, expected)) {
+    const err = tokenError(req.get('authorization'), key);
+    if (!err) {
       next();
       return;
     }
     res.setHeader('WWW-Authenticate', 'Bearer');
-    next(new InvalidKeyError(match ? 'Token Authorization failed: invalid key' : 'Token Authorization failed: missing "Authorization: Bearer <key>" header'));
+    next(err);
   };
 }

@@ -8,7 +8,7 @@ import type { Registry as ModelRegistryContract } from '../engine/types.js';
 import type { ServerMetrics, Stage } from './types.js';
 import { errorMiddleware } from '../http/errors.js';
 
-export type { ServerMetrics, Stage } from './types.js';
+export type { Protocol, ServerMetrics, Stage } from './types.js';
 export { noopMetrics } from './types.js';
 
 export interface Metrics extends ServerMetrics {
@@ -20,6 +20,8 @@ export interface Metrics extends ServerMetrics {
 }
 
 const MODEL_LABELS = ['model_name', 'model_version'] as const;
+// Request metrics are split by transport (http, grpc) under the same names, so one dashboard shows both.
+const REQUEST_LABELS = [...MODEL_LABELS, 'protocol'] as const;
 
 /** Builds a fresh prom-client registry (one per server, so tests can run several servers in a process). */
 export function createMetrics(options: { defaultMetrics?: boolean; hostname?: string } = {}): Metrics {
@@ -32,13 +34,13 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
   const inferenceRequests = new prom.Counter({
     name: 'ts_inference_requests_total',
     help: 'Total number of inference requests received by a model',
-    labelNames: MODEL_LABELS,
+    labelNames: REQUEST_LABELS,
     registers: [registry],
   });
   const inferenceLatency = new prom.Counter({
     name: 'ts_inference_latency_microseconds',
     help: 'Cumulative request latency in microseconds (TorchServe semantics: a counter)',
-    labelNames: MODEL_LABELS,
+    labelNames: REQUEST_LABELS,
     registers: [registry],
   });
   const queueLatency = new prom.Counter({
@@ -54,8 +56,8 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
   } as const;
   const requestDuration = new prom.Histogram({
     name: 'torchd_request_duration_seconds',
-    help: 'Inference-listener request duration, by model and status code',
-    labelNames: [...MODEL_LABELS, 'code'],
+    help: 'Inference-listener request duration, by model, status code (HTTP; gRPC mapped back) and protocol',
+    labelNames: [...REQUEST_LABELS, 'code'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
@@ -124,11 +126,11 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
       for (const n of names) if (registry.getSingleMetric(n)) parts.push(await registry.getSingleMetricAsString(n));
       return parts.length ? parts.join('\n') + '\n' : '';
     },
-    request(model, version, status, ms) {
+    request(model, version, status, ms, protocol = 'http') {
       const klass = Math.floor(status / 100);
       if (klass === 2 || klass === 4 || klass === 5) statusCounters[klass].inc({ Level: 'Host', Hostname: hostname });
       if (model === undefined) return;
-      const labels = { model_name: model, model_version: version ?? '' };
+      const labels = { model_name: model, model_version: version ?? '', protocol };
       inferenceRequests.inc(labels);
       inferenceLatency.inc(labels, ms * 1000);
       requestDuration.observe({ ...labels, code: String(status) }, ms / 1000);

@@ -3,9 +3,15 @@
 
 export type Stage = 'queue' | 'preprocess' | 'inference' | 'postprocess';
 
+/** The transport a request came over: the `protocol` label of the request metrics. */
+export type Protocol = 'http' | 'grpc';
+
 export interface ServerMetrics {
-  /** One finished HTTP request on the inference listener (model undefined when unresolved). */
-  request(model: string | undefined, version: string | undefined, status: number, ms: number): void;
+  /**
+   * One finished request on the inference listener (model undefined when unresolved). `status` is the
+   * HTTP status, or for gRPC the HTTP status its code was mapped from; `protocol` defaults to http.
+   */
+  request(model: string | undefined, version: string | undefined, status: number, ms: number, protocol?: Protocol): void;
   /** Time one request spent in a stage, in milliseconds. */
   stage(model: string, version: string, stage: Stage, ms: number): void;
   /** One native call with `size` examples. */

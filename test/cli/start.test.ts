@@ -43,7 +43,7 @@ test('torchd start answers /ping, logs one line per request, exits 0 on SIGTERM'
   const store = await makeModelStore(['mnist']);
   const cwd = await mkdtemp(join(tmpdir(), 'torchd-cli-'));
   const props = join(cwd, 'config.properties');
-  await writeFile(props, 'job_queue_size=10\nnumber_of_netty_threads=4\n');
+  await writeFile(props, 'job_queue_size=10\nnumber_of_netty_threads=4\ngrpc_inference_port=0\ngrpc_management_port=0\n');
   const child = spawn(
     process.execPath,
     [BIN, 'start', '--model-store', store, '--models', 'mnist=mnist.mar', '--ts-config', props,

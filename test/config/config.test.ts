@@ -294,3 +294,58 @@ test('metrics auth: enable_metrics_auth, a token that is validated but never ech
     message: /metrics_format="json" is invalid: only 'prometheus' is served/,
   });
 });
+
+test('gRPC keys: defaults, TorchServe\'s host-only address + port, host:port, limits and keepalive', (t) => {
+  const d = resolveConfig({ flags: { modelStore: '/m' } }).grpc!;
+  t.deepEqual(d, {
+    enabled: true,
+    inferenceAddress: '127.0.0.1:7070',
+    managementAddress: '127.0.0.1:7071',
+    maxRequestSize: 6553500,
+    maxResponseSize: -1,
+    keepaliveTimeMs: 0,
+    keepaliveTimeoutMs: 0,
+    maxConnectionAgeMs: 0,
+    maxConnectionAgeGraceMs: 0,
+    maxConnectionIdleMs: 0,
+  });
+  const c = resolveConfig({
+    properties: props(
+      [
+        'model_store=/m',
+        // TorchServe: the address holds the host, the port key the port.
+        'grpc_inference_address=0.0.0.0',
+        'grpc_inference_port=9070',
+        'grpc_management_address=http://[::1]:9071',
+        'max_request_size=1000',
+        'grpc_keepalive_time_ms=30000',
+        'grpc_keepalive_timeout_ms=5000',
+        'grpc_max_connection_age_ms=600000',
+        'grpc_max_connection_age_grace_ms=10000',
+        'grpc_max_connection_idle_ms=60000',
+        'grpc_max_response_size=50000000',
+      ].join('\n'),
+    ),
+  }).grpc!;
+  t.is(c.inferenceAddress, '0.0.0.0:9070');
+  t.is(c.managementAddress, '[::1]:9071');
+  t.is(c.maxRequestSize, 1000, 'follows max_request_size unless grpc_max_request_size is set');
+  t.is(c.maxResponseSize, 50_000_000);
+  t.deepEqual([c.keepaliveTimeMs, c.keepaliveTimeoutMs, c.maxConnectionAgeMs, c.maxConnectionAgeGraceMs, c.maxConnectionIdleMs], [30000, 5000, 600000, 10000, 60000]);
+  const own = resolveConfig({ properties: props('model_store=/m\ngrpc_max_request_size=99\ngrpc_management_port=0\nenable_grpc=false') }).grpc!;
+  t.is(own.maxRequestSize, 99);
+  t.is(own.managementAddress, '127.0.0.1:0', 'the port key wins over the default address\'s port');
+  t.false(own.enabled);
+  const env = resolveConfig({ properties: props('model_store=/m\ngrpc_inference_port=7070'), env: { TS_GRPC_INFERENCE_PORT: '0' } }).grpc!;
+  t.is(env.inferenceAddress, '127.0.0.1:0');
+});
+
+test('bad gRPC keys are named with their values', (t) => {
+  const err = t.throws(
+    () => resolveConfig({ properties: props('model_store=/m\ngrpc_inference_port=70000\ngrpc_management_address=https://x:1\nenable_grpc=yes') }),
+    { instanceOf: ConfigError },
+  );
+  t.regex(err!.message, /grpc_inference_port="70000" is invalid: expected a port number from 0 to 65535/);
+  t.regex(err!.message, /grpc_management_address="https:\/\/x:1" is invalid: expected host:port, e\.g\. 127\.0\.0\.1:7070 \(plaintext gRPC; terminate TLS in a proxy\)/);
+  t.regex(err!.message, /enable_grpc="yes" is invalid: expected true or false/);
+});

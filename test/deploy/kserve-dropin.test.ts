@@ -41,6 +41,9 @@ test('`torchd --start` with KServe\'s sample config.properties and the runtime\'
     TS_INFERENCE_ADDRESS: 'http://127.0.0.1:0',
     TS_MANAGEMENT_ADDRESS: 'http://127.0.0.1:0',
     TS_METRICS_ADDRESS: 'http://127.0.0.1:0',
+    // The file's grpc_*_port=7070/7071, moved to free ports so parallel test runs never collide.
+    TS_GRPC_INFERENCE_PORT: '0',
+    TS_GRPC_MANAGEMENT_PORT: '0',
     TS_ENABLE_TOKEN_AUTH: 'true',
     TS_ENABLE_METRICS_AUTH: 'true',
     TS_METRICS_AUTH_TOKEN: METRICS_TOKEN,
@@ -103,7 +106,7 @@ test('a generated metrics key goes to the key file when no token is configured, 
   const keyFile = join(store, 'keys.json');
   const config = resolveConfig({
     flags: { modelStore: store, inferenceAddress: 'http://127.0.0.1:0', managementAddress: 'http://127.0.0.1:0', metricsAddress: 'http://127.0.0.1:0' },
-    env: { TS_ENABLE_METRICS_AUTH: 'true', TS_KEY_FILE: keyFile },
+    env: { TS_ENABLE_METRICS_AUTH: 'true', TS_KEY_FILE: keyFile, TS_ENABLE_GRPC: 'false' },
   });
   const server = await startServer(config, { logger: createLogger({ level: 'silent' }) });
   t.teardown(() => server.close(1000));

@@ -78,7 +78,8 @@ export async function startTestServer(
  */
 export async function startOnStore(store: string, models: string, properties: Record<string, string> = {}): Promise<TestServer> {
   const config = resolveConfig({
-    properties: new Map(Object.entries(properties)),
+    // gRPC listeners on free ports too, so parallel test servers never fight over 7070/7071.
+    properties: new Map(Object.entries({ grpc_inference_address: '127.0.0.1:0', grpc_management_address: '127.0.0.1:0', ...properties })),
     flags: {
       modelStore: store,
       models,

@@ -71,6 +71,7 @@ test('binding beyond loopback without token auth logs a warning', async (t) => {
     for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l));
   });
   const config = resolveConfig({
+    properties: new Map([['grpc_inference_address', '127.0.0.1:0'], ['grpc_management_address', '127.0.0.1:0']]),
     flags: { modelStore: store, inferenceAddress: 'http://0.0.0.0:0', managementAddress: 'http://127.0.0.1:0', metricsAddress: 'http://127.0.0.1:0' },
   });
   const server = await startServer(config, { logger: createLogger({ level: 'info', destination: sink }) });

@@ -192,7 +192,7 @@ function product(shape: number[]): number {
 }
 
 /** Check the element count against `shape`, replacing a -1 with what the count implies. */
-function resolveShape(where: string, shape: number[], count: number): number[] {
+export function resolveShape(where: string, shape: number[], count: number): number[] {
   const known = product(shape.filter((d) => d !== -1));
   if (shape.includes(-1)) {
     if (known === 0 || count % known !== 0) {
@@ -208,7 +208,7 @@ function resolveShape(where: string, shape: number[], count: number): number[] {
   return shape;
 }
 
-function fillTypedArray(where: string, dtype: DType, flat: unknown[]): TypedArray {
+export function fillTypedArray(where: string, dtype: DType, flat: unknown[]): TypedArray {
   const n = flat.length;
   const bad = (i: number, what: string): never => {
     throw new BadRequestError(`${where}: element ${i} (${JSON.stringify(flat[i])}) is not ${what}`);
@@ -308,7 +308,7 @@ export function viewOf(dtype: DType, bytes: Buffer): TypedArray {
 }
 
 /** Binary BYTES: each element is a 4-byte little-endian length followed by that many bytes. */
-function decodeBinaryBytes(name: string, where: string, shape: number[], bytes: Buffer, parameters: Record<string, unknown>): DecodedInput {
+export function decodeBinaryBytes(name: string, where: string, shape: number[], bytes: Buffer, parameters: Record<string, unknown>): DecodedInput {
   const elements: Buffer[] = [];
   let off = 0;
   while (off < bytes.length) {
@@ -389,11 +389,11 @@ export function tensorToJson(t: Tensor): Array<number | boolean> {
   }
 }
 
-function bytesOfTensor(t: Tensor): Buffer {
+export function bytesOfTensor(t: Tensor): Buffer {
   return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
-function bytesOfStrings(strings: string[]): Buffer {
+export function bytesOfStrings(strings: string[]): Buffer {
   const parts: Buffer[] = [];
   for (const s of strings) {
     const b = Buffer.from(s, 'utf8');

@@ -28,6 +28,8 @@ const serverVersion: string = (
 
 const PLATFORM = 'pytorch_torchscript';
 
+export { serverVersion };
+
 
 
 
@@ -52,7 +54,7 @@ function metaOf(name: string, datatype: string, shape: number[]): TensorMetadata
   return { name, datatype, shape: shape.length > 0 ? [-1, ...shape.slice(1)] : [] };
 }
 
-function modelMetadata(deps: AppDeps, mv: ModelVersion): Record<string, unknown> {
+export function modelMetadata(deps: Pick<AppDeps, 'registry'>, mv: ModelVersion): Record<string, unknown> {
   const seen = observed.get(mv) ?? {};
   const strip = (m: TensorMetadata) => ({ name: m.name, datatype: m.datatype, shape: m.shape });
   let inputs: TensorMetadata[];
@@ -183,7 +185,7 @@ async function visionExamples(mv: ModelVersion, request: DecodedRequest): Promis
   return splitExamples(input, mv.spec.handler.channels).map((t) => [t]);
 }
 
-function selectOutputs(request: DecodedRequest, outputs: NamedOutput[]): { outputs: NamedOutput[]; binary: (name: string) => boolean } {
+export function selectOutputs(request: DecodedRequest, outputs: NamedOutput[]): { outputs: NamedOutput[]; binary: (name: string) => boolean } {
   if (!request.outputs) return { outputs, binary: () => request.binaryOutputs };
   const byName = new Map(outputs.map((o) => [o.name, o]));
   const chosen = request.outputs.map((r) => {
@@ -248,6 +250,28 @@ function concat(tensors: Tensor[]): Tensor {
   return { data, dtype: first.dtype, shape: [tensors.reduce((a, t) => a + t.shape[0], 0), ...first.shape.slice(1)] };
 }
 
+/**
+ * The outputs of one decoded v2 infer request (the codec-independent part shared by REST /v2 and gRPC
+ * ModelInfer): image models take BYTES images or [N,C,H,W] tensors and answer one row per example;
+ * tensor models take forward's arguments by name or in order and answer the forward's output tree.
+ */
+export async function inferOutputs(mv: ModelVersion, request: DecodedRequest, options: InferOptions): Promise<NamedOutput[]> {
+  if (isVision(mv)) {
+    const examples = await visionExamples(mv, request);
+    const rows = await Promise.all(examples.map(async (args) => postprocessRow(mv, await mv.batcher.infer(args, options))));
+    return [rowsOutput(mv.spec.outputs?.[0]?.name ?? 'output0', rows)];
+  }
+  const args = forwardArgs(mv, request.inputs);
+  const outputs = applyDeclaredNames(mv, namedOutputs(await mv.batcher.infer(args, options)));
+  if (!mv.spec.inputs || !mv.spec.outputs) {
+    observed.set(mv, {
+      inputs: request.inputs.map((i) => metaOf(i.name, i.datatype, i.shape)),
+      outputs: outputs.map((o) => metaOf(o.name, o.datatype, o.shape)),
+    });
+  }
+  return outputs;
+}
+
 /** The /v2 router: server and model metadata, health, infer and explain (JSON or binary tensors). */
 export function v2Router(deps: AppDeps): express.Router {
   const { registry, config } = deps;
@@ -282,22 +306,7 @@ export function v2Router(deps: AppDeps): express.Router {
   const infer = async (req: Request, res: Response) => {
     const mv = resolve(req, res);
     const request = bodyOf(req);
-    const options = inferOptions(mv, res);
-    if (isVision(mv)) {
-      const examples = await visionExamples(mv, request);
-      const rows = await Promise.all(examples.map(async (args) => postprocessRow(mv, await mv.batcher.infer(args, options))));
-      sendInferResponse(res, mv, request, [rowsOutput(mv.spec.outputs?.[0]?.name ?? 'output0', rows)]);
-      return;
-    }
-    const args = forwardArgs(mv, request.inputs);
-    const outputs = applyDeclaredNames(mv, namedOutputs(await mv.batcher.infer(args, options)));
-    if (!mv.spec.inputs || !mv.spec.outputs) {
-      observed.set(mv, {
-        inputs: request.inputs.map((i) => metaOf(i.name, i.datatype, i.shape)),
-        outputs: outputs.map((o) => metaOf(o.name, o.datatype, o.shape)),
-      });
-    }
-    sendInferResponse(res, mv, request, outputs);
+    sendInferResponse(res, mv, request, await inferOutputs(mv, request, inferOptions(mv, res)));
   };
 
   const explain = async (req: Request, res: Response) => {

@@ -1,0 +1,130 @@
+// org.pytorch.serve.grpc.inference.InferenceAPIsService: TorchServe's gRPC inference API as a thin codec
+// over the same per-model handler path as REST /predictions (the `input` map is the request's parts).
+import type { ServerDuplexStream, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { BadRequestError, type TorchdError } from '../errors.js';
+import type { ModelVersion, Registry } from '../engine/types.js';
+import * as handlers from '../handlers/index.js';
+import type { InputPart } from '../handlers/index.js';
+import { asTorchdError } from './status.js';
+import { type CallContext, endStream, openCall, type ServiceOptions, shuttingDown, statusMessage, unary } from './calls.js';
+
+interface PredictionsRequest {
+  model_name: string;
+  model_version: string;
+  input: Record<string, Buffer>;
+  sequence_id?: string;
+}
+
+interface PredictionResponse {
+  prediction: Buffer;
+  sequence_id?: string;
+  status?: { code: number; message: string; details: never[] };
+}
+
+/** `model_name` + `model_version` ('' = default) → the version; 400 for an empty name, 404 unknown. */
+export function resolveModel(registry: Registry, name: string, version: string, ctx: CallContext): ModelVersion {
+  if (!name) throw new BadRequestError('Missing model_name');
+  const mv = registry.resolve(name, version || undefined);
+  ctx.model = mv.spec.name;
+  ctx.version = mv.spec.version;
+  return mv;
+}
+
+/**
+ * One map entry as a REST part would arrive: JSON text (first byte `{` or `[`) is JSON, as a multipart
+ * part sent with Content-Type application/json; anything else is raw bytes (an image file, a tensor).
+ */
+function partOf(name: string, data: Buffer): InputPart {
+  let i = 0;
+  while (i < data.length && (data[i] === 0x20 || data[i] === 0x0a || data[i] === 0x0d || data[i] === 0x09)) i++;
+  const json = data[i] === 0x7b || data[i] === 0x5b;
+  return { name, data, contentType: json ? 'application/json' : undefined };
+}
+
+export function torchserveInferenceService(o: ServiceOptions): UntypedServiceImplementation {
+  const { registry, config, metrics } = o.deps;
+
+  const predict = async (req: PredictionsRequest, ctx: CallContext): Promise<PredictionResponse> => {
+    const mv = resolveModel(registry, req.model_name, req.model_version, ctx);
+    const parts = Object.entries(req.input ?? {}).map(([name, data]) => partOf(name, data));
+    const timeout = Date.now() + mv.settings.responseTimeout * 1000;
+    const body = await handlers.predict(mv, parts, {
+      query: {},
+      signal: ctx.signal,
+      deadline: ctx.deadline !== undefined ? Math.min(ctx.deadline, timeout) : timeout,
+      metrics,
+    });
+    const response: PredictionResponse = { prediction: await handlers.serializeJsonBuffer(body) };
+    if (req.sequence_id) response.sequence_id = req.sequence_id;
+    return response;
+  };
+
+  return {
+    Ping: unary(o, 'Ping', () => ({ health: JSON.stringify({ status: o.state.ready() ? 'Healthy' : 'Unhealthy' }) })),
+
+    Predictions: unary(o, 'Predictions', predict),
+
+    // One request, the model's responses as a stream: torchd's handlers answer once.
+    StreamPredictions(call: ServerWritableStream<PredictionsRequest, PredictionResponse>) {
+      const { ctx, refused, finish } = openCall(o, 'StreamPredictions', call);
+      const fail = (err: unknown) => {
+        const t = asTorchdError(err, config.maxRequestSize);
+        finish(t);
+        endStream(call, t);
+      };
+      if (refused) return fail(refused);
+      predict(call.request, ctx).then((res) => {
+        finish();
+        if (!call.cancelled) call.write(res);
+        endStream(call);
+      }, fail);
+    },
+
+    // Bidirectional: every request starts at once (so they batch) and is answered in arrival order; a failed
+    // one is answered with `status` set and the stream stays open, as TorchServe does. Each request is one
+    // request in the metrics and the log.
+    StreamPredictions2(call: ServerDuplexStream<PredictionsRequest, PredictionResponse>) {
+      const opened = openCall(o, 'StreamPredictions2', call);
+      if (opened.refused) {
+        opened.finish(opened.refused);
+        return endStream(call, opened.refused);
+      }
+      let tail: Promise<void> = Promise.resolve();
+      let ended = false;
+      const finishStream = (err?: TorchdError) => {
+        if (ended) return;
+        ended = true;
+        untrack();
+        tail.then(() => endStream(call, err));
+      };
+      // Shutdown: requests already received are answered, then the stream ends UNAVAILABLE.
+      const untrack = o.state.trackStream((reason) => finishStream(shuttingDown(reason)));
+      call.on('data', (req: PredictionsRequest) => {
+        if (ended) return;
+        const one = openCall(o, 'StreamPredictions2', call, opened.ctx);
+        const answer = predict(req, one.ctx).then(
+          (res) => (one.finish(), res),
+          (err: unknown) => {
+            one.finish(asTorchdError(err, config.maxRequestSize));
+            const failed: PredictionResponse = { prediction: Buffer.alloc(0), status: statusMessage(err, config.maxRequestSize) };
+            if (req.sequence_id) failed.sequence_id = req.sequence_id;
+            return failed;
+          },
+        );
+        tail = tail.then(async () => {
+          const res = await answer;
+          if (!call.cancelled && !call.writableEnded) call.write(res);
+        });
+      });
+      call.on('end', () => {
+        opened.finish();
+        finishStream();
+      });
+      call.on('cancelled', () => {
+        opened.finish();
+        ended = true;
+        untrack();
+      });
+    },
+  };
+}
