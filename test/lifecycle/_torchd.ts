@@ -32,7 +32,9 @@ export interface Torchd {
 export async function startTorchd(store: string, models: string, properties: Record<string, string> = {}): Promise<Torchd> {
   const cwd = await mkdtemp(join(tmpdir(), 'torchd-life-'));
   const props = join(cwd, 'config.properties');
-  await writeFile(props, Object.entries(properties).map(([k, v]) => `${k}=${v}\n`).join(''));
+  // gRPC listeners on free ports too, so parallel test runs never fight over 7070/7071.
+  const all = { grpc_inference_port: '0', grpc_management_port: '0', ...properties };
+  await writeFile(props, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));
   const child = spawn(
     process.execPath,
     [BIN, 'start', '--model-store', store, '--models', models, '--ts-config', props,
