@@ -148,6 +148,20 @@ test.serial('a full queue is UNAVAILABLE with the 503 JSON and retry-after, and 
   t.deepEqual(answers.map((a) => a.outputs[0].contents.fp32_contents), [[4000], [2], [4]]);
 });
 
+// Serial, like the queue test: the busy model's only worker is held by one long call.
+test.serial('a client deadline drops the queued call: DEADLINE_EXCEEDED, nothing left in the queue', async (t) => {
+  const batcher = srv.server.registry.resolve('busy').batcher;
+  const infer = (n: number, deadlineMs?: number) =>
+    rpc(c.v2, 'ModelInfer', { model_name: 'busy', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 1], contents: { fp32_contents: [n] } }] }, undefined, deadlineMs);
+  const running = infer(2000);
+  while (batcher.running === 0) await new Promise((r) => setTimeout(r, 5));
+  const late = await failure(infer(1, 150));
+  t.is(late.code, Code.DEADLINE_EXCEEDED);
+  while (batcher.pending !== 0) await new Promise((r) => setTimeout(r, 5));
+  t.is(batcher.running, 1, 'dropped while the long call still runs');
+  t.deepEqual((await running).outputs[0].contents.fp32_contents, [4000]);
+});
+
 test('ModelInfer typed and raw give identical outputs, equal to REST v2; raw answers raw', async (t) => {
   const x = [1, 2, 3, 4, 5, 6];
   const y = [0.5, -1, 2, 8, 0, 3];
