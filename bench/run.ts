@@ -1,11 +1,12 @@
 // `npm run bench [-- --quick] [-- --device cuda --precision fp32,fp16]`: the benchmark of
 // ../shared/perf.md in one run — native ceiling, torchd over HTTP, the FastAPI peer — and the report
-// bench/results/<date>-<host>.{json,md} with every figure next to its target.
+// bench/results/<date>-<host>.{json,md,svg} with every figure next to its target, and the charts (bench/lib/charts.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { embedChart, renderChartSvg } from './lib/charts.js';
 import { ceilingAt, measureCeiling, type Ceiling } from './lib/ceiling.js';
 import { load, probe, send, type Body, type LoadResult } from './lib/http-load.js';
 import { buildReport, type Figure, type Report } from './lib/report.js';
@@ -296,8 +297,11 @@ for (const precision of precisions) {
   const host = os.hostname().replace(/[^\w.-]/g, '_');
   const suffix = `${quick ? '-quick' : ''}${onGpu ? `-${device.replace(':', '')}-${precision}` : ''}`;
   const base = path.join(flags.out!, `${stamp}-${host}${suffix}`);
+  // The charts (vega-lite → SVG) sit next to the report, and the Markdown embeds them.
+  writeFileSync(`${base}.svg`, await renderChartSvg(report));
+  report.markdown = embedChart(report.markdown, `${path.basename(base)}.svg`);
   writeFileSync(`${base}.json`, JSON.stringify(report, null, 1) + '\n');
   writeFileSync(`${base}.md`, report.markdown);
-  log(`wrote ${path.relative(ROOT, base)}.json and .md`);
+  log(`wrote ${path.relative(ROOT, base)}.json, .md and .svg`);
   for (const f of report.figures) log(`${f.pass ? 'PASS' : 'MISS'} ${f.figure}: ${f.value.toFixed(3)} ${f.unit} (target ${f.target})`);
 }

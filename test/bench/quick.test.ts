@@ -1,5 +1,5 @@
 // `npm run bench -- --quick` runs end to end on the MNIST-sized model and writes a well-formed
-// report. Structure only: benchmarks are not tests, so no figure is compared with its target here.
+// report with its charts. Structure only: benchmarks are not tests, so no figure is compared with its target here.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -16,9 +16,11 @@ test('npm run bench -- --quick writes the JSON and Markdown report with every pe
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   await run('npm', ['run', 'bench', '--', '--quick', '--out', out], { cwd: root, timeout: 110_000, maxBuffer: 16 << 20 });
   const files = readdirSync(out).sort();
-  t.is(files.length, 2, files.join(', '));
+  t.is(files.length, 3, files.join(', '));
   t.regex(files[0], /^\d{4}-\d{2}-\d{2}-.+-quick\.json$/);
   t.is(files[1], files[0].replace(/\.json$/, '.md'));
+  t.is(files[2], files[0].replace(/\.json$/, '.svg'));
+  t.true(readFileSync(path.join(out, files[2]), 'utf8').startsWith('<svg'), 'the charts are an SVG document');
   const report = JSON.parse(readFileSync(path.join(out, files[0]), 'utf8'));
   t.is(report.schema, 'torchd-bench/1');
   t.is(report.mode, 'quick');
@@ -46,4 +48,5 @@ test('npm run bench -- --quick writes the JSON and Markdown report with every pe
   const md = readFileSync(path.join(out, files[1]), 'utf8');
   for (const heading of ['## Figures (perf.md)', '## Ceiling', '## torchd over HTTP', '## FastAPI peer', '## Commands']) t.true(md.includes(heading), heading);
   t.true(md.includes(`${report.machine.cores} cores`));
+  t.true(md.includes(`](${files[2]})`), 'the Markdown embeds the charts');
 });
