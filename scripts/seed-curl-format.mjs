@@ -1,6 +1,7 @@
 // Helper of scripts/seed-curl.sh (plain Node, no dependencies).
 //   node scripts/seed-curl-format.mjs BODY_FILE          prints an answer for people: JSON indented, long arrays cut
-//                                                         to their first elements and a count ("… 22 more")
+//                                                         to their first elements and a count ("… 22 more"), and
+//                                                         at most 24 lines ("… 300 more lines")
 //   node scripts/seed-curl-format.mjs --splice README FRAGMENT
 //                                                         replaces README's text between the seed-curl markers
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -49,5 +50,7 @@ if (process.argv[2] === '--splice') {
   } catch {
     shown = text.length > 300 ? `${text.slice(0, 300)}… (${text.length} bytes)` : text;
   }
-  console.log(shown);
+  const lines = shown.split('\n');
+  const MAX_LINES = 24;
+  console.log(lines.length > MAX_LINES ? [...lines.slice(0, MAX_LINES - 1), `… ${lines.length - MAX_LINES + 1} more lines`].join('\n') : shown);
 }

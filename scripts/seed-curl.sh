@@ -78,7 +78,9 @@ seed() {
   local shown
   shown=$(node "$ROOT/scripts/seed-curl-format.mjs" "$work/.body")
   if [ "${SHOW:-0}" = 1 ]; then printf '\n$ %s\n%s\n' "$cmd" "$shown"; fi
-  printf '```%s\n%s\n```\n```json\n%s\n```\n\n' "$lang" "$cmd" "$shown" >> "$markdown"
+  local answer=json
+  node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$work/.body" 2>/dev/null || answer=text
+  printf '```%s\n%s\n```\n```%s\n%s\n```\n\n' "$lang" "$cmd" "$answer" "$shown" >> "$markdown"
   if [ "$status" != "$want" ]; then
     printf 'FAIL %s: HTTP %s, expected %s: %s\n' "$name" "$status" "$want" "$(head -c 300 "$work/.body" 2>/dev/null)"
     failures=$((failures + 1))
