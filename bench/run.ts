@@ -10,6 +10,7 @@ import { embedChart, renderChartSvg } from './lib/charts.js';
 import { ceilingAt, measureCeiling, type Ceiling } from './lib/ceiling.js';
 import { load, probe, send, type Body, type LoadResult } from './lib/http-load.js';
 import { buildReport, type Figure, type Report } from './lib/report.js';
+import { runGrpcBench } from './grpc.js';
 import {
   ROOT, rssBytes, sample, scrape, serverSplit, startPeer, startTorchd, writeModelFolder, type Running,
 } from './lib/servers.js';
@@ -25,6 +26,7 @@ const { values: flags } = parseArgs({
     threads: { type: 'string' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
     'no-peer': { type: 'boolean', default: false },
+    'no-grpc': { type: 'boolean', default: false },
   },
 });
 
@@ -304,4 +306,8 @@ for (const precision of precisions) {
   writeFileSync(`${base}.md`, report.markdown);
   log(`wrote ${path.relative(ROOT, base)}.json, .md and .svg`);
   for (const f of report.figures) log(`${f.pass ? 'PASS' : 'MISS'} ${f.figure}: ${f.value.toFixed(3)} ${f.unit} (target ${f.target})`);
+}
+// The transport rows (gRPC vs REST) in their own report, after the main one; not in --quick mode.
+if (!quick && !onGpu && !flags['no-grpc']) {
+  await runGrpcBench({ seconds: Math.min(seconds, 5), workers, threads, out: flags.out!, log });
 }

@@ -65,6 +65,8 @@ export interface Running {
   child: ChildProcess;
   base: string;
   metricsBase?: string;
+  /** torchd's gRPC inference listener, host:port. */
+  grpc?: string;
   /** Milliseconds from spawn to the first healthy /ping. */
   startupMs: number;
   stop(): Promise<void>;
@@ -113,10 +115,10 @@ function stopper(child: ChildProcess): () => Promise<void> {
 
 /** Starts torchd on free loopback ports with `models` (names of folders in `store`). */
 export async function startTorchd(store: string, models: string[], options: { threads?: number } = {}): Promise<Running> {
-  const [inf, mgmt, met] = [await freePort(), await freePort(), await freePort()];
-  // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker).
+  const [inf, mgmt, met, grpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker, gRPC ports).
   const configFile = path.join(store, '..', 'config.properties');
-  writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\ngrpc_inference_port=0\ngrpc_management_port=0\n`);
+  writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\ngrpc_inference_port=${grpc}\ngrpc_management_port=0\n`);
   const args = [
     path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', models.map((m) => `${m}=${m}`).join(','),
     '--inference-address', `http://127.0.0.1:${inf}`, '--management-address', `http://127.0.0.1:${mgmt}`,
@@ -127,7 +129,7 @@ export async function startTorchd(store: string, models: string[], options: { th
   const logs = track(child);
   const base = `http://127.0.0.1:${inf}`;
   await waitHealthy(base, child, 120_000, logs);
-  return { child, base, metricsBase: `http://127.0.0.1:${met}`, startupMs: performance.now() - t0, stop: stopper(child), log: logs };
+  return { child, base, metricsBase: `http://127.0.0.1:${met}`, grpc: `127.0.0.1:${grpc}`, startupMs: performance.now() - t0, stop: stopper(child), log: logs };
 }
 
 /** Starts the FastAPI peer (bench/peers/fastapi_server.py) with NAME=FILE:PRESET models. */
