@@ -1,10 +1,10 @@
 // The demo's model store (scripts/demo, and the tests that run the seed's commands against the same models):
 //   mnist 1.0 (default) and 2.0    the committed digit CNN and its (d + 1) % 10 variant, MNIST model config
-//   mobilenet_v2 1.0, resnet-18 2.0, squeezenet1_1 1.0
-//                                  ONE image classifier under the seed document's three names (resnet-18 is 2.0
+//   resnet-18 2.0, squeezenet1_1 1.0 ONE image classifier under the seed document's two names (resnet-18 is 2.0
 //                                  because the seed asks /predictions/resnet-18/2.0): a user's TORCHD_DEMO_MODEL,
 //                                  else the MobileNetV2 converted from ../shared/data by scripts/setup, else the
-//                                  random-weight ResNet-18 fixture.
+//                                  random-weight ResNet-18 fixture
+//   mobilenet_v2 1.0               the same model under its own name, only when it is the converted MobileNetV2
 // CLI: node --import tsx scripts/demo-store.ts DIR   (prints the --models list, logs the choice on stderr)
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -37,8 +37,17 @@ export function chooseImageClassifier(env: NodeJS.ProcessEnv = process.env): Ima
     description: 'ResNet-18 with RANDOM weights (no ../shared/data/mobilenet_v2 was converted, no TORCHD_DEMO_MODEL): its answers mean nothing' };
 }
 
-/** The `--models` list that loads the demo store (mnist 1.0 first: the default version). */
-export const DEMO_MODELS = 'mnist=mnist.mar,mnist=mnist-v2.mar,mobilenet_v2=mobilenet_v2.mar,resnet-18=resnet-18.mar,squeezenet1_1=squeezenet1_1.mar';
+/** The `--models` list that loads the demo store written for `image` (mnist 1.0 first: the default version). */
+export function demoModels(image: ImageClassifierChoice): string {
+  const names = ['mnist=mnist.mar', 'mnist=mnist-v2.mar', ...(image.kind === 'mobilenet_v2' ? ['mobilenet_v2=mobilenet_v2.mar'] : []),
+    'resnet-18=resnet-18.mar', 'squeezenet1_1=squeezenet1_1.mar'];
+  return names.join(',');
+}
+
+/** The image classifier's names and versions in the store (see the file comment). */
+function imageNames(image: ImageClassifierChoice): [string, string][] {
+  return [...(image.kind === 'mobilenet_v2' ? [['mobilenet_v2', '1.0'] as [string, string]] : []), ['resnet-18', '2.0'], ['squeezenet1_1', '1.0']];
+}
 
 /** Writes the demo's archives into `store` (created if needed); returns the image classifier chosen. */
 export async function writeDemoStore(store: string, image = chooseImageClassifier()): Promise<ImageClassifierChoice> {
@@ -50,7 +59,7 @@ export async function writeDemoStore(store: string, image = chooseImageClassifie
   await copyFile(await writeMar({ ...common, modelName: 'mnist', version: '2.0', serializedFile: join(F, 'mnist_v2.pt'), exportPath: aside }), join(store, 'mnist-v2.mar'));
   await rm(aside, { recursive: true });
   if (!existsSync(image.model)) throw new Error(`${image.model} is missing: run ./scripts/setup`);
-  for (const [modelName, version] of [['mobilenet_v2', '1.0'], ['resnet-18', '2.0'], ['squeezenet1_1', '1.0']]) {
+  for (const [modelName, version] of imageNames(image)) {
     await writeMar({ modelName, version, serializedFile: image.model, handler: 'image_classifier', extraFiles: [image.labels], exportPath: store, force: true });
   }
   return image;
@@ -64,5 +73,5 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   }
   const image = await writeDemoStore(store);
   console.error(`image classifier behind mobilenet_v2, resnet-18 and squeezenet1_1: ${image.description}`);
-  console.log(DEMO_MODELS);
+  console.log(demoModels(image));
 }

@@ -58,7 +58,8 @@ curl() {
   fi
 }
 
-# Does the server answer the seed's image names with real ImageNet weights (the converted MobileNetV2)?
+# Does the server answer the seed's image names with real ImageNet weights? The demo names a model mobilenet_v2
+# only when the converted MobileNetV2 serves (scripts/demo-store.ts).
 REAL=0
 if [ "$FILES" = seed ] && command curl -sS "$BASE/v1/models" 2>/dev/null | grep -q '"mobilenet_v2"'; then REAL=1; fi
 

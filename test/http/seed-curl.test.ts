@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DEMO_MODELS, writeDemoStore } from '../../scripts/demo-store.js';
+import { demoModels, writeDemoStore } from '../../scripts/demo-store.js';
 import { startOnStore, type TestServer } from './_server.js';
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/seed-curl.sh', import.meta.url));
@@ -19,7 +19,7 @@ test.before(async () => {
   const store = await mkdtemp(join(tmpdir(), 'torchd-seed-store-'));
   const image = await writeDemoStore(store);
   console.log(`seed-curl.test.ts: image names served by ${image.description}`);
-  srv = await startOnStore(store, DEMO_MODELS);
+  srv = await startOnStore(store, demoModels(image));
 });
 test.after.always(async () => {
   await srv?.close();
