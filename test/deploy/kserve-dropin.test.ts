@@ -14,6 +14,7 @@ import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
 import { makeModelStore } from '../http/_server.js';
 import { spawnTorchd } from './_torchd-child.js';
+import { clients, failure, rpc } from '../grpc/_grpc.js';
 
 const KSERVE_CONFIG = fileURLToPath(new URL('./fixtures/kserve-config.properties', import.meta.url));
 const DIGIT_4 = fileURLToPath(new URL('../fixtures/models/images/4.png', import.meta.url));
@@ -53,7 +54,7 @@ test('`torchd --start` with KServe\'s sample config.properties and the runtime\'
     if (torchd.child.exitCode === null) torchd.child.kill('SIGKILL');
   });
   const ready = await torchd.waitFor('torchd ready');
-  const addresses = ready.addresses as { inference: string; management: string; metrics: string };
+  const addresses = ready.addresses as { inference: string; management: string; metrics: string; grpcInference: string };
   t.deepEqual(ready.models, ['mnist'], 'model_snapshot named the models to load');
 
   const ignored = await torchd.waitFor('config.properties keys torchd does not use were ignored');
@@ -75,6 +76,12 @@ test('`torchd --start` with KServe\'s sample config.properties and the runtime\'
     t.is(r.status, 401, path);
     t.is((await r.json()).type, 'InvalidKeyException', path);
   }
+  // gRPC health too: a kubelet gRPC probe (grpc.health.v1) and KServe v2 ServerReady carry no token.
+  const grpc = clients(addresses.grpcInference);
+  t.teardown(() => grpc.close());
+  t.deepEqual(await rpc(grpc.health, 'Check', { service: '' }), { status: 'SERVING' });
+  t.deepEqual(await rpc(grpc.v2, 'ServerReady', {}), { ready: true });
+  t.is((await failure(rpc(grpc.v2, 'ServerMetadata', {}))).code, 16, 'other gRPC methods want the key (UNAUTHENTICATED)');
   const keys = JSON.parse(await readFile(join(root, 'key_file.json'), 'utf8')) as Record<string, { key: string }>;
   t.false('metrics' in keys, 'a configured metrics token is not written to the key file');
   const auth = { Authorization: `Bearer ${keys.inference.key}` };
