@@ -3,6 +3,7 @@
 // first, the request in flight on a bidirectional stream is answered, then open streams end UNAVAILABLE.
 import test from 'ava';
 import { status as Code, type ClientDuplexStream, type ClientReadableStream } from '@grpc/grpc-js';
+import { call } from '../http/_server.js';
 import { clients, failure, managementClient, metadata, rpc, startGrpcServer } from './_grpc.js';
 
 test('token auth: `authorization: Bearer <key>` metadata, the key of each port; probes open', async (t) => {
@@ -81,4 +82,25 @@ test('shutdown: health NOT_SERVING first, the in-flight stream request is answer
   t.deepEqual(JSON.parse(end.details), { code: 503, type: 'ServiceUnavailableException', message: 'torchd is shutting down: retry on another instance' });
   await closing;
   t.is((await failure(rpc(c.v2, 'ServerLive', {}, undefined, 2000))).code, Code.UNAVAILABLE, 'the listener is closed');
+});
+
+test('enable_grpc=false starts no gRPC listener; grpc_max_request_size bounds messages on its own', async (t) => {
+  const off = await startGrpcServer({ enable_grpc: 'false' });
+  t.teardown(() => off.close());
+  t.is(off.server.addresses.grpcInference, undefined);
+  t.is(off.server.addresses.grpcManagement, undefined);
+
+  const small = await startGrpcServer({ grpc_max_request_size: '1000' });
+  const c = clients(small.server.addresses.grpcInference!);
+  t.teardown(async () => {
+    c.close();
+    await small.close();
+  });
+  const f = await failure(rpc(c.ts, 'Predictions', { model_name: 'adder', input: { x: Buffer.alloc(2000, 0x20) } }));
+  t.is(f.code, Code.RESOURCE_EXHAUSTED);
+  t.regex(String(f.details), /Received message larger than max \(\d+ vs 1000\)/);
+  const ok = await rpc(c.ts, 'Predictions', { model_name: 'adder', input: { x: Buffer.from('[[1]]'), y: Buffer.from('[[2]]') } });
+  t.deepEqual(JSON.parse(ok.prediction.toString()), [[[5]], [2]]);
+  // REST keeps max_request_size: 2000 bytes are fine there.
+  t.is((await call(`${small.url}/predictions/adder`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"x": [[1]], "y": [[2]]}${' '.repeat(2000)}` })).status, 200);
 });
