@@ -309,5 +309,5 @@ for (const precision of precisions) {
 }
 // The transport rows (gRPC vs REST) in their own report, after the main one; not in --quick mode.
 if (!quick && !onGpu && !flags['no-grpc']) {
-  await runGrpcBench({ seconds: Math.min(seconds, 5), workers, threads, out: flags.out!, log });
+  await runGrpcBench({ seconds: 2, rounds: 3, workers, threads, out: flags.out!, log });
 }
