@@ -3,7 +3,8 @@ import { Command, Option } from 'commander';
 import { runArchive } from './archiver/index.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
-import { serverVersion } from './http/app.js';
+import { HANDLER_NAMES } from './handlers/names.js';
+import { serverVersion } from './version.js';
 import { startServer } from './server.js';
 
 interface StartFlags {
@@ -105,7 +106,7 @@ export function buildProgram(): Command {
     .requiredOption('--model-name <name>', 'model name')
     .option('--version <version>', 'model version', '1.0')
     .requiredOption('--serialized-file <file>', 'TorchScript file (torch.jit.save)')
-    .option('--handler <name>', 'built-in handler: image_classifier or tensor', 'image_classifier')
+    .option('--handler <name>', `built-in handler: ${HANDLER_NAMES.join(' or ')}`, 'image_classifier')
     .option('--extra-files <files>', 'comma-separated files to add at the archive root (e.g. index_to_name.json)')
     .option('--config <file>', 'model-config.yaml to include')
     .option('--export-path <dir>', 'where to write NAME.mar', '.')

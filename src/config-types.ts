@@ -1,5 +1,6 @@
 // The settled server configuration (config.properties + TS_* environment + CLI flags, validated by src/config.ts).
 import type { ModelSettings } from './engine/types.js';
+import type { ServiceLimits } from './service/types.js';
 
 export interface ServerConfig {
   inferenceAddress: string;
@@ -27,6 +28,10 @@ export interface ServerConfig {
   drainDelay: number;
   /** seconds from SIGTERM to the forced end of the drain (drain_delay included); then 503 and exit 0 */
   shutdownTimeout: number;
+  /** Request bounds of the inference service (max_request_elements, max_json_depth, max_image_pixels, max_ig_steps). */
+  limits: ServiceLimits;
+  /** max_workers_per_model: a register/scale above it is a 400. */
+  maxWorkersPerModel: number;
   /** enable_metrics_auth: GET /metrics needs `Authorization: Bearer <metrics key>` */
   enableMetricsAuth?: boolean;
   /** metrics_auth_token: the metrics key (e.g. from a Secret); otherwise one is generated into keyFile */

@@ -73,6 +73,12 @@ const DEFAULTS = {
   enable_grpc: 'true',
   grpc_inference_address: '127.0.0.1:7070',
   grpc_management_address: '127.0.0.1:7071',
+  // Request bounds, checked once by the inference service for every protocol (src/service/limits.ts).
+  max_request_elements: '10000',
+  max_json_depth: '64',
+  max_image_pixels: '40000000',
+  max_ig_steps: '1024',
+  max_workers_per_model: '64',
 } as const;
 
 const address = z.string().transform((s, ctx) => {
@@ -235,6 +241,11 @@ const USED_KEYS = {
   grpc_max_connection_age_ms: integer(0, 'ms'),
   grpc_max_connection_age_grace_ms: integer(0, 'ms'),
   grpc_max_connection_idle_ms: integer(0, 'ms'),
+  max_request_elements: integer(1, 'elements'),
+  max_json_depth: integer(1, 'levels'),
+  max_image_pixels: integer(1, 'pixels'),
+  max_ig_steps: integer(1, 'steps'),
+  max_workers_per_model: integer(1, 'workers'),
 } as const;
 type UsedKey = keyof typeof USED_KEYS;
 
@@ -364,6 +375,13 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     intraOpThreads: settled.intra_op_threads as number,
     drainDelay,
     shutdownTimeout,
+    limits: {
+      maxRequestElements: settled.max_request_elements as number,
+      maxJsonDepth: settled.max_json_depth as number,
+      maxImagePixels: settled.max_image_pixels as number,
+      maxIgSteps: settled.max_ig_steps as number,
+    },
+    maxWorkersPerModel: settled.max_workers_per_model as number,
     enableMetricsAuth: (settled.enable_metrics_auth as boolean | undefined) ?? false,
     metricsAuthToken: settled.metrics_auth_token as string | undefined,
     grpc: grpcConfig(settled),

@@ -28,6 +28,7 @@ import { startGrpc } from './grpc/server.js';
  * process exit (ms): disposing waits for them, exiting under them is what issue 9 item 1 is about.
  */
 const FORCED_DISPOSE_WAIT_MS = 3000;
+import { createInferenceService } from './service/index.js';
 
 export interface ServerAddresses {
   inference: string;
@@ -94,7 +95,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     );
   }
   const metrics = createMetrics();
-  const registry = createRegistry({ metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined });
+  const registry = createRegistry({
+    metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined, maxWorkersPerModel: config.maxWorkersPerModel,
+  });
   metrics.attach(registry);
   const store = createModelStore(config.modelStore);
   const lifecycle = new Lifecycle(logger);
@@ -115,7 +118,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     if (!finished) logger.warn({ waitedMs: FORCED_DISPOSE_WAIT_MS }, 'native calls still running at exit');
   });
   lifecycle.addDisposer(() => closeImageWorkers());
-  const deps: AppDeps = { registry, store, config, logger, metrics, lifecycle };
+  const service = createInferenceService({ registry, metrics, limits: config.limits });
+  const deps: AppDeps = { registry, store, config, logger, metrics, lifecycle, service };
 
   const shutdown = async (options: ShutdownOptions = {}): Promise<ShutdownReport> => {
     const report = await lifecycle.shutdown({

@@ -2,7 +2,8 @@
 // .mar, after proving the file loads in the same engine that will serve it.
 import { basename } from 'node:path';
 import { BadRequestError, TorchdError } from '../errors.js';
-import { checkName } from '../http/management/names.js';
+import { checkName } from '../store/names.js';
+import { HANDLER_ALIASES } from '../handlers/names.js';
 import { loadModel } from '../native.js';
 import { assertTorchScript, writeMar } from '../store/index.js';
 
@@ -23,7 +24,7 @@ export interface ArchiveOptions {
   force?: boolean;
 }
 
-const BUILT_IN_HANDLERS = ['image_classifier', 'tensor', 'mnist'];
+const BUILT_IN_HANDLERS = Object.keys(HANDLER_ALIASES);
 
 /**
  * Checks that `serializedFile` is TorchScript (structure first, then a real load with LibTorch on the CPU)

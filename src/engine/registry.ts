@@ -11,11 +11,11 @@ import {
   ModelVersionNotFoundError,
   TorchdError,
 } from '../errors.js';
-import { loadModel, type Model, type Tensor, type TypedArray } from '../native.js';
+import { loadModel, type Model, type OptimizationState, type Tensor } from '../native.js';
 import type { ServerMetrics } from '../metrics/types.js';
 import { DynamicBatcher } from './batcher.js';
-import type { ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
-import { elementCount } from './tensors.js';
+import type { ModelInfo, ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
+import { ARRAY_CTOR, elementCount } from './tensors.js';
 
 // LibTorch's OpenMP threads (libgomp) spin after each parallel region by default. On a machine whose
 // cores are shared with the event loop, the image workers and libvips, a spinning team waits for a
@@ -34,7 +34,11 @@ export interface RegistryOptions {
   cores?: number;
   /** LibTorch intra-op threads per worker; 0/undefined derives cores ÷ workers (never oversubscribing). */
   threads?: number;
+  /** `max_workers_per_model`: a register or scale asking for more workers is a 400 (default 64). */
+  maxWorkersPerModel?: number;
 }
+
+export const DEFAULT_MAX_WORKERS_PER_MODEL = 64;
 
 /** What the registry adds to the Registry contract (scaling views used by metrics and tests). */
 export interface ModelRegistry extends Registry {
@@ -45,26 +49,69 @@ export interface ModelRegistry extends Registry {
 export class LoadedModelVersion implements ModelVersion {
   ready = false;
   readonly loadedAt = new Date();
+  readonly info: ModelInfo;
+  /** The native module: only the registry (dispose, scale) and the batcher reach it. */
+  readonly #model: Model;
   constructor(
     readonly spec: ModelSpec,
     readonly settings: ModelSettings,
-    readonly model: Model,
+    model: Model,
     readonly batcher: DynamicBatcher,
     readonly loadedAtStartup: boolean,
     /** LibTorch intra-op threads each worker runs with. */
     readonly threads: number,
-  ) {}
+  ) {
+    this.#model = model;
+    this.info = { device: model.device, inputs: model.inputs.map((i) => i.name), parameterCount: model.parameterCount, parameterBytes: model.parameterBytes };
+  }
 
   /** Current concurrent native-call slots. */
   get workers(): number {
     return this.batcher.concurrency;
   }
-}
 
-const TYPED_ARRAYS: Record<string, new (n: number) => TypedArray> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array,
-  int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
-};
+  get pending(): number {
+    return this.batcher.pending;
+  }
+
+  get running(): number {
+    return this.batcher.running;
+  }
+
+  /** Executor threads (or CUDA streams) the native module runs now (≥ 1 even when `workers` is 0). */
+  get executorThreads(): number {
+    return this.#model.workers;
+  }
+
+  get optimization(): OptimizationState {
+    return this.#model.optimization;
+  }
+
+  /** Resolves once the first forward has decided which module serves. */
+  optimizationSettled(): Promise<OptimizationState> {
+    return this.#model.optimizationSettled();
+  }
+
+  /** Native forward calls so far (every batch is one). */
+  get forwardCalls(): number {
+    return this.#model.forwardCalls;
+  }
+
+  /** Resizes the executor (at least one thread) and the batcher's slots (0 = refuse requests). */
+  setWorkers(workers: number): void {
+    this.#model.setWorkers(Math.max(1, workers));
+    this.batcher.setWorkers(workers);
+  }
+
+  /** Native forward outside the batcher, for the registration warm-up only. */
+  warmUp(inputs: Tensor[]): Promise<unknown> {
+    return this.#model.forward(inputs);
+  }
+
+  dispose(): Promise<void> {
+    return this.#model.dispose();
+  }
+}
 
 /** Seeded values in [-2, 2): unlike zeros, they exercise every weight when the two forward modules are compared. */
 function fillSeeded(data: Float32Array | Float64Array): void {
@@ -95,7 +142,7 @@ function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
     // BYTES inputs (images, strings) have no dtype: nothing to warm up with.
     const dtype = meta.dtype;
     if (!dtype) return undefined;
-    const Ctor = TYPED_ARRAYS[dtype];
+    const Ctor = ARRAY_CTOR[dtype];
     if (!Ctor || meta.shape.length === 0) return undefined;
     const shape = meta.shape.map((d) => (d > 0 ? d : 1));
     const data = new Ctor(elementCount(shape));
@@ -112,11 +159,11 @@ function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
  */
 function reportOptimization(mv: LoadedModelVersion, logger: Logger): void {
   if (mv.settings.optimize === false) return;
-  const { serving, reason } = mv.model.optimization;
+  const { serving, reason } = mv.optimization;
   if (serving === 'original') {
     logger.warn({ model: mv.spec.name, version: mv.spec.version, reason }, 'serving the original module: the optimised one was not used');
   } else if (serving === 'pending') {
-    void mv.model.optimizationSettled().then(() => reportOptimization(mv, logger));
+    void mv.optimizationSettled().then(() => reportOptimization(mv, logger));
   }
 }
 
@@ -125,9 +172,17 @@ function positiveInt(value: number, key: string, min: number): number {
   return value;
 }
 
+/** Workers are threads (or CUDA streams): thousands of them would exhaust the process, so the count is bounded. */
+function workerCount(value: number, key: string, cap: number): number {
+  positiveInt(value, key, 0);
+  if (value > cap) throw new BadRequestError(`${key} ${value} exceeds max_workers_per_model (${cap})`);
+  return value;
+}
+
 export function createRegistry(options: RegistryOptions): ModelRegistry {
   const { metrics, logger } = options;
   const cores = Math.max(1, options.cores ?? os.availableParallelism());
+  const maxWorkersPerModel = options.maxWorkersPerModel ?? DEFAULT_MAX_WORKERS_PER_MODEL;
   const models = new Map<string, Map<string, LoadedModelVersion>>();
   const defaults = new Map<string, string>();
   /** name@version of loads in progress, so a concurrent duplicate is a 409 too. */
@@ -147,8 +202,8 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
   function settle(spec: ModelSpec, overrides: Partial<ModelSettings>): ModelSettings {
     const s: ModelSettings = { ...options.defaults, ...dropUndefined(spec.settings), ...dropUndefined(overrides) };
     positiveInt(s.batchSize, 'batchSize', 1);
-    positiveInt(s.minWorkers, 'minWorkers', 0);
-    positiveInt(s.maxWorkers, 'maxWorkers', 0);
+    workerCount(s.minWorkers, 'minWorkers', maxWorkersPerModel);
+    workerCount(s.maxWorkers, 'maxWorkers', maxWorkersPerModel);
     positiveInt(s.jobQueueSize, 'jobQueueSize', 1);
     if (!(s.maxBatchDelay >= 0)) throw new BadRequestError(`maxBatchDelay must be >= 0 ms (got ${s.maxBatchDelay})`);
     if (!(s.responseTimeout > 0)) throw new BadRequestError(`responseTimeout must be > 0 s (got ${s.responseTimeout})`);
@@ -196,7 +251,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
       const warm = warmupInputs(spec);
       if (warm) {
         try {
-          await model.forward(warm);
+          await mv.warmUp(warm);
         } catch (err) {
           logger.warn({ model: spec.name, version: spec.version, err: (err as Error).message }, 'warm-up forward failed');
         }
@@ -266,22 +321,21 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
       }
       mv.ready = false;
       await mv.batcher.close();
-      await mv.model.dispose();
+      await mv.dispose();
       logger.info({ model: name, version: v }, 'model unregistered');
     },
 
     async scale(name, version, minWorkers, maxWorkers) {
       const mv = registry.resolve(name, version) as LoadedModelVersion;
-      positiveInt(minWorkers, 'min_worker', 0);
-      positiveInt(maxWorkers, 'max_worker', 0);
+      workerCount(minWorkers, 'min_worker', maxWorkersPerModel);
+      workerCount(maxWorkers, 'max_worker', maxWorkersPerModel);
       if (maxWorkers < minWorkers) throw new BadRequestError(`max_worker (${maxWorkers}) must be >= min_worker (${minWorkers})`);
       const s = mv.settings;
       s.minWorkers = minWorkers;
       s.maxWorkers = maxWorkers;
       const workers = minWorkers;
       // The executor keeps at least one thread; zero workers means the batcher refuses requests.
-      mv.model.setWorkers(Math.max(1, workers));
-      mv.batcher.setWorkers(workers);
+      mv.setWorkers(workers);
       mv.ready = workers >= 1;
       if (workers * mv.threads > cores) {
         logger.warn({ model: name, version: mv.spec.version, workers, threads: mv.threads, cores }, 'workers × intra-op threads exceeds the cores');
@@ -305,7 +359,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
         all.map(async (mv) => {
           mv.ready = false;
           await mv.batcher.close(closeOptions.abortQueued);
-          await mv.model.dispose();
+          await mv.dispose();
         }),
       );
     },

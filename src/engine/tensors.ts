@@ -1,7 +1,110 @@
-// Tensor plumbing of the batcher: validating one request's arguments, concatenating compatible
-// requests along dim 0 into one contiguous buffer, and splitting an output tree back per request.
+// The one tensor/dtype module: dtype names and tables (element sizes, typed-array kinds, integer ranges), `isTensor`,
+// element values for JSON, and the batcher's plumbing (validating one request's arguments, concatenating compatible
+// requests along dim 0 into one contiguous buffer, splitting an output tree back per request).
 import { BadRequestError } from '../errors.js';
-import type { OutputTree, Tensor, TypedArray } from '../native.js';
+import { fromBfloat16, fromHalf } from '../float16.js';
+import type { DType, OutputTree, Tensor, TypedArray } from '../native.js';
+
+/** Every dtype the engine holds, in the order messages list them. */
+export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+
+const DTYPE_ALIASES: Readonly<Record<string, DType>> = {
+  float: 'float32', fp32: 'float32', half: 'float16', fp16: 'float16', bf16: 'bfloat16', double: 'float64', fp64: 'float64',
+  long: 'int64', int: 'int32', short: 'int16', char: 'int8', byte: 'uint8', boolean: 'bool',
+};
+
+/** Bytes per element. */
+export const ITEM_SIZE: Readonly<Record<DType, number>> = {
+  float32: 4, float16: 2, bfloat16: 2, float64: 8, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
+};
+
+export type TypedArrayCtor = {
+  new (length: number): TypedArray;
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): TypedArray;
+};
+
+/** The typed array holding each dtype (float16/bfloat16 as 16-bit words, bool as bytes). */
+export const ARRAY_CTOR: Readonly<Record<DType, TypedArrayCtor>> = {
+  bool: Uint8Array, uint8: Uint8Array, int8: Int8Array, int16: Int16Array, int32: Int32Array, int64: BigInt64Array,
+  float16: Uint16Array, bfloat16: Uint16Array, float32: Float32Array, float64: Float64Array,
+} as Record<DType, TypedArrayCtor>;
+
+/**
+ * Inclusive integer ranges a JSON number must fall in (so a value never wraps in the typed array); int64 stops at
+ * ±2^53, the integers a JSON number holds exactly.
+ */
+export const INT_RANGE: Readonly<Partial<Record<DType, [number, number]>>> = {
+  uint8: [0, 255], int8: [-128, 127], int16: [-32768, 32767], int32: [-2147483648, 2147483647],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+/** KServe v2 datatype names of the dtypes (BYTES, which never becomes a tensor, is apart). */
+export const V2_TO_DTYPE = {
+  BOOL: 'bool', UINT8: 'uint8', INT8: 'int8', INT16: 'int16', INT32: 'int32', INT64: 'int64',
+  FP16: 'float16', BF16: 'bfloat16', FP32: 'float32', FP64: 'float64',
+} as const satisfies Record<string, DType>;
+export type NumericDatatype = keyof typeof V2_TO_DTYPE;
+export const DTYPE_TO_V2: Readonly<Record<DType, NumericDatatype>> = {
+  bool: 'BOOL', uint8: 'UINT8', int8: 'INT8', int16: 'INT16', int32: 'INT32', int64: 'INT64',
+  float16: 'FP16', bfloat16: 'BF16', float32: 'FP32', float64: 'FP64',
+};
+
+/** Floating dtypes, whose values may be non-finite. */
+export function isFloatDType(dtype: DType): boolean {
+  return dtype === 'float32' || dtype === 'float64' || dtype === 'float16' || dtype === 'bfloat16';
+}
+
+/** A dtype name (torch names, short aliases, KServe's FP32/INT64) → DType; BadRequestError listing the valid ones. */
+export function parseDType(name: string): DType {
+  const lower = name.trim().toLowerCase().replace(/^torch\./, '');
+  if ((DTYPES as string[]).includes(lower)) return lower as DType;
+  const alias = DTYPE_ALIASES[lower];
+  if (alias) return alias;
+  throw new BadRequestError(`Unknown dtype "${name}": expected one of ${DTYPES.join(', ')}`);
+}
+
+/** Element values for JSON: numbers (int64 as Number), booleans for bool, decoded fp16/bf16. */
+export function tensorValues(t: Tensor): ArrayLike<number | boolean> {
+  switch (t.dtype) {
+    case 'float16':
+      return Array.from(t.data as Uint16Array, fromHalf);
+    case 'bfloat16':
+      return Array.from(t.data as Uint16Array, fromBfloat16);
+    case 'int64':
+      return Array.from(t.data as BigInt64Array, Number);
+    case 'bool':
+      return Array.from(t.data as Uint8Array, (v) => v !== 0);
+    default:
+      return t.data as ArrayLike<number>;
+  }
+}
+
+/**
+ * Index of the first NaN or ±Infinity in a floating tensor, or -1 (always -1 for integer dtypes). fp16/bf16 words are
+ * tested on their exponent bits, without decoding.
+ */
+export function firstNonFinite(t: Tensor): number {
+  switch (t.dtype) {
+    case 'float32':
+    case 'float64': {
+      const d = t.data as Float32Array | Float64Array;
+      for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) return i;
+      return -1;
+    }
+    case 'float16': {
+      const d = t.data as Uint16Array;
+      for (let i = 0; i < d.length; i++) if ((d[i] & 0x7c00) === 0x7c00) return i;
+      return -1;
+    }
+    case 'bfloat16': {
+      const d = t.data as Uint16Array;
+      for (let i = 0; i < d.length; i++) if ((d[i] & 0x7f80) === 0x7f80) return i;
+      return -1;
+    }
+    default:
+      return -1;
+  }
+}
 
 /** Number of elements of a shape (1 for a scalar). */
 export function elementCount(shape: readonly number[]): number {
@@ -10,6 +113,7 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
+/** Whether `value` is a tensor of the addon's shape ({data: typed array, shape, dtype}). */
 export function isTensor(value: unknown): value is Tensor {
   return (
     typeof value === 'object' && value !== null && ArrayBuffer.isView((value as Tensor).data) &&

@@ -1,13 +1,14 @@
 // Contracts between the model store (archives), the engine (registry, batcher) and the handlers.
 import type { DType } from '../native.js';
+import type { HandlerName, Preset } from '../handlers/names.js';
 
 export type HandlerOutput = 'topk' | 'argmax' | 'probabilities' | 'logits';
 
 /** Handler options after presets and defaults are applied (model-config `handler:` block). */
 export interface HandlerConfig {
   /** Built-in handler name. */
-  name: 'image_classifier' | 'tensor';
-  preset?: 'imagenet' | 'mnist';
+  name: HandlerName;
+  preset?: Preset;
   image_size: number | null;
   crop_size: number | null;
   channels: 1 | 3;
@@ -33,6 +34,8 @@ export interface ModelSettings {
    * first forward (the warm-up when there is one); undefined means true. false serves the file as saved.
    */
   optimize?: boolean;
+  /** NaN/±Infinity allowed in tensor inputs (model config `allowNonFinite`; default false: a 400). */
+  allowNonFinite?: boolean;
 }
 
 /** Declared tensor metadata (KServe v2 model metadata), from a model config or inferred. */
@@ -62,7 +65,7 @@ export interface ModelSpec {
   outputs?: TensorMetadata[];
 }
 
-import type { IgOptions, IgResult, Model, OutputTree, Tensor } from '../native.js';
+import type { IgOptions, IgResult, OptimizationState, OutputTree, Tensor } from '../native.js';
 
 export interface InferOptions {
   /** Aborted when the client disconnects: a queued job is dropped. */
@@ -86,10 +89,29 @@ export interface Batcher {
   readonly running: number;
 }
 
+/** What the loaded TorchScript module says of itself (the native model stays inside the engine). */
+export interface ModelInfo {
+  /** Device the module lives on (`cpu`, `cuda:0`). */
+  readonly device: string;
+  /** forward's argument names (after self). */
+  readonly inputs: string[];
+  readonly parameterCount: number;
+  readonly parameterBytes: number;
+}
+
 export interface ModelVersion {
   readonly spec: ModelSpec;
   readonly settings: ModelSettings;
-  readonly model: Model;
+  readonly info: ModelInfo;
+  /** Which module forward runs (optimised copy, original, or pending until the first forward compared them). */
+  readonly optimization: OptimizationState;
+  /** Workers (concurrent native calls: executor threads or CUDA streams) serving the version now; 0 refuses requests. */
+  readonly workers: number;
+  /** Requests queued for a native call, not yet running. */
+  readonly pending: number;
+  /** Requests in native calls now. */
+  readonly running: number;
+  /** The version's queue and native calls: called by the inference service only. */
   readonly batcher: Batcher;
   /** true once loaded and warmed with at least one worker. */
   readonly ready: boolean;

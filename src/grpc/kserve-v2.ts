@@ -8,9 +8,12 @@ import type { DType } from '../native.js';
 import {
   bytesOfStrings,
   bytesOfTensor,
+  type Cursor,
   decodeBinaryBytes,
   type DecodedInput,
   type DecodedRequest,
+  type DecodeLimits,
+  elementCursor,
   fillTypedArray,
   type NamedOutput,
   resolveShape,
@@ -18,7 +21,8 @@ import {
   viewOf,
 } from '../http/v2/codec.js';
 import { ITEM_SIZE, SUPPORTED_DATATYPES, V2_TO_DTYPE, isNumericDatatype, type V2Datatype } from '../http/v2/datatypes.js';
-import { inferOutputs, modelMetadata, selectOutputs, serverVersion } from '../http/v2/index.js';
+import { checkElementCount } from '../service/index.js';
+import { modelMetadata, selectOutputs, serverVersion, v2ServiceRequest } from '../http/v2/index.js';
 import { type CallContext, type ServiceOptions, unary } from './calls.js';
 import { resolveModel } from './torchserve.js';
 
@@ -94,7 +98,7 @@ const CONTENTS_FIELD: Partial<Record<V2Datatype, keyof InferTensorContents>> = {
   BYTES: 'bytes_contents',
 };
 
-function decodeInput(input: InferInputTensor, index: number, raw: Buffer | undefined): DecodedInput {
+function decodeInput(input: InferInputTensor, index: number, raw: Buffer | undefined, cursor: Cursor): DecodedInput {
   const where = input.name ? `input "${input.name}"` : `inputs[${index}]`;
   if (!input.name) throw new BadRequestError(`${where}: "name" must be a non-empty string`);
   const datatype = input.datatype.toUpperCase();
@@ -109,7 +113,7 @@ function decodeInput(input: InferInputTensor, index: number, raw: Buffer | undef
   const parameters = plainParameters(input.parameters);
 
   if (raw) {
-    if (datatype === 'BYTES') return decodeBinaryBytes(input.name, where, shape, raw, parameters);
+    if (datatype === 'BYTES') return decodeBinaryBytes(input.name, where, shape, raw, parameters, cursor);
     const dtype = V2_TO_DTYPE[datatype];
     const size = ITEM_SIZE[dtype];
     if (raw.length % size !== 0) throw new BadRequestError(`${where}: raw_input_contents has ${raw.length} bytes, not a multiple of ${size} (${datatype})`);
@@ -121,6 +125,10 @@ function decodeInput(input: InferInputTensor, index: number, raw: Buffer | undef
   if (!field) throw new BadRequestError(`${where}: ${datatype} has no typed contents field; send it in raw_input_contents`);
   const values = (input.contents?.[field] ?? []) as unknown[];
   const resolved = resolveShape(where, shape, values.length);
+  if (datatype === 'BYTES') {
+    cursor.elements += values.length;
+    checkElementCount(cursor.elements, 'BYTES elements', cursor.limits.maxElements);
+  }
   if (datatype === 'BYTES') return { name: input.name, datatype, shape: resolved, bytes: values as Buffer[], parameters };
   const dtype = V2_TO_DTYPE[datatype] as DType;
   // INT64 arrives as decimal strings (exact); everything else as JS numbers/booleans, range-checked as in JSON.
@@ -129,7 +137,7 @@ function decodeInput(input: InferInputTensor, index: number, raw: Buffer | undef
 }
 
 /** ModelInferRequest → the request REST /v2 decodes from JSON; `raw` says whether raw contents were used. */
-export function decodeModelInfer(req: ModelInferRequest): { request: DecodedRequest; raw: boolean } {
+export function decodeModelInfer(req: ModelInferRequest, limits: DecodeLimits = { maxElements: Infinity, maxJsonDepth: 64 }): { request: DecodedRequest; raw: boolean } {
   if (req.inputs.length === 0) throw new BadRequestError('"inputs" must be a non-empty list of tensors');
   const raw = req.raw_input_contents.length > 0;
   if (raw) {
@@ -139,7 +147,8 @@ export function decodeModelInfer(req: ModelInferRequest): { request: DecodedRequ
     const typed = req.inputs.find((i) => i.contents !== null && Object.values(i.contents).some((v) => Array.isArray(v) && v.length > 0));
     if (typed) throw new BadRequestError(`input "${typed.name}": has contents, but the request uses raw_input_contents (use one or the other)`);
   }
-  const inputs = req.inputs.map((input, i) => decodeInput(input, i, raw ? req.raw_input_contents[i] : undefined));
+  const cursor = elementCursor(limits);
+  const inputs = req.inputs.map((input, i) => decodeInput(input, i, raw ? req.raw_input_contents[i] : undefined, cursor));
   return {
     raw,
     request: {
@@ -183,7 +192,7 @@ export function encodeOutputs(outputs: NamedOutput[], raw: boolean): { outputs: 
 }
 
 export function kserveV2Service(o: ServiceOptions): UntypedServiceImplementation {
-  const { registry } = o.deps;
+  const { registry, service } = o.deps;
   return {
     ServerLive: unary(o, 'ServerLive', () => ({ live: true })),
     ServerReady: unary(o, 'ServerReady', () => ({ ready: o.state.ready() })),
@@ -197,12 +206,18 @@ export function kserveV2Service(o: ServiceOptions): UntypedServiceImplementation
     ),
     ModelInfer: unary(o, 'ModelInfer', async (req: ModelInferRequest, ctx: CallContext) => {
       const mv = resolveModel(registry, req.model_name, req.model_version, ctx);
-      const { request, raw } = decodeModelInfer(req);
-      const timeout = Date.now() + mv.settings.responseTimeout * 1000;
-      const outputs = await inferOutputs(mv, request, {
-        signal: ctx.signal,
-        deadline: ctx.deadline !== undefined ? Math.min(ctx.deadline, timeout) : timeout,
-      });
+      // The slot first: a refused call decodes nothing.
+      const admission = service.admit({ model: mv.spec.name, version: mv.spec.version, protocol: 'grpc-kserve-v2', signal: ctx.signal, deadline: ctx.deadline });
+      let decoded: ReturnType<typeof decodeModelInfer>;
+      let outputs;
+      try {
+        decoded = decodeModelInfer(req, { maxElements: service.limits.maxRequestElements, maxJsonDepth: service.limits.maxJsonDepth });
+        const result = await admission.run(v2ServiceRequest(decoded.request, false));
+        outputs = result.kind === 'tensors' ? result.outputs : [];
+      } finally {
+        admission.release();
+      }
+      const { request, raw } = decoded;
       const selected = selectOutputs(request, outputs);
       return {
         model_name: mv.spec.name,

@@ -1,10 +1,10 @@
-// org.pytorch.serve.grpc.inference.InferenceAPIsService: TorchServe's gRPC inference API as a thin codec
-// over the same per-model handler path as REST /predictions (the `input` map is the request's parts).
+// org.pytorch.serve.grpc.inference.InferenceAPIsService: TorchServe's gRPC inference API as a thin codec over the
+// inference service, built as REST /predictions builds its request (the `input` map is the request's parts).
 import type { ServerDuplexStream, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BadRequestError, type TorchdError } from '../errors.js';
 import type { ModelVersion, Registry } from '../engine/types.js';
-import * as handlers from '../handlers/index.js';
-import type { InputPart } from '../handlers/index.js';
+import { serializeJsonBuffer, type InputPart } from '../handlers/index.js';
+import { torchserveBody, torchserveRequest } from '../http/torchserve.js';
 import { asTorchdError } from './status.js';
 import { type CallContext, endStream, openCall, type ServiceOptions, shuttingDown, statusMessage, unary } from './calls.js';
 
@@ -42,19 +42,21 @@ function partOf(name: string, data: Buffer): InputPart {
 }
 
 export function torchserveInferenceService(o: ServiceOptions): UntypedServiceImplementation {
-  const { registry, config, metrics } = o.deps;
+  const { registry, config, service } = o.deps;
 
   const predict = async (req: PredictionsRequest, ctx: CallContext): Promise<PredictionResponse> => {
     const mv = resolveModel(registry, req.model_name, req.model_version, ctx);
-    const parts = Object.entries(req.input ?? {}).map(([name, data]) => partOf(name, data));
-    const timeout = Date.now() + mv.settings.responseTimeout * 1000;
-    const body = await handlers.predict(mv, parts, {
-      query: {},
-      signal: ctx.signal,
-      deadline: ctx.deadline !== undefined ? Math.min(ctx.deadline, timeout) : timeout,
-      metrics,
-    });
-    const response: PredictionResponse = { prediction: await handlers.serializeJsonBuffer(body) };
+    const target = { model: mv.spec.name, version: mv.spec.version, protocol: 'grpc-torchserve', signal: ctx.signal, deadline: ctx.deadline };
+    // The slot first: a refused call decodes nothing.
+    const admission = service.admit(target);
+    let body: unknown;
+    try {
+      const parts = Object.entries(req.input ?? {}).map(([name, data]) => partOf(name, data));
+      body = torchserveBody(await admission.run(torchserveRequest(parts, {}, false)));
+    } finally {
+      admission.release();
+    }
+    const response: PredictionResponse = { prediction: await serializeJsonBuffer(body) };
     if (req.sequence_id) response.sequence_id = req.sequence_id;
     return response;
   };

@@ -8,6 +8,7 @@ import type { Tensor } from '../native.js';
 // Importing image-preprocess also loads sharp on the main thread first, which sharp requires on glibc Linux
 // before workers load it (so libvips is not unloaded when a worker exits).
 import { EXPECTED, preprocessSmallPng, type ImageConfig } from './image-preprocess.js';
+import { imageSignature } from './image-header.js';
 import type { ImageRequest } from './image-worker.js';
 import { startModuleWorker, WorkerPool } from './worker-pool.js';
 
@@ -19,13 +20,7 @@ export { MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image-preprocess.js';
  * sends image files exactly that way: such a part is an image, not base64 text, when its bytes say so.
  */
 export function isEncodedImage(bytes: Buffer): boolean {
-  if (bytes.length < 12) return false;
-  const ascii = (from: number, to: number) => bytes.toString('latin1', from, to);
-  return (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) // JPEG SOI + marker
-    || bytes.readUInt32BE(0) === 0x89504e47 // PNG
-    || ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a'
-    || (ascii(0, 4) === 'RIFF' && ascii(8, 12) === 'WEBP')
-    || ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*';
+  return imageSignature(bytes) !== undefined;
 }
 
 /** Strips a `data:image/...;base64,` prefix and decodes base64 text; refuses anything that is not base64. */

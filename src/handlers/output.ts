@@ -2,9 +2,10 @@
 // and a serializer that keeps label order and yields to the event loop on big bodies.
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InternalServerError } from '../errors.js';
-import type { ModelVersion } from '../engine/types.js';
+import type { HandlerConfig } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
-import { isTensor, tensorValues } from './tensors.js';
+import { DTYPE_TO_V2, isTensor, tensorValues } from '../engine/tensors.js';
+import type { NamedOutput } from './model-handler.js';
 
 /**
  * An object whose key order matters (top-k labels in descending probability). Plain JS objects put
@@ -83,10 +84,8 @@ export function argmax(values: number[]): number {
   return best;
 }
 
-/** Post-processes one example's output for the model's handler (image_classifier output modes; tensor → JSON). */
-export function postprocessRow(mv: ModelVersion, out: OutputTree): unknown {
-  const h = mv.spec.handler;
-  if (h.name === 'tensor') return outputToJson(out);
+/** One example's class scores as the image_classifier `output` mode asks (top-k with `labels`, argmax, …). */
+export function postprocessScores(h: HandlerConfig, labels: Record<string, string> | undefined, out: OutputTree): unknown {
   const logits = scoresRow(out);
   switch (h.output) {
     case 'logits':
@@ -98,7 +97,6 @@ export function postprocessRow(mv: ModelVersion, out: OutputTree): unknown {
     case 'topk': {
       const probs = softmax(logits);
       const order = probs.map((p, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
-      const labels = mv.spec.labels;
       return new OrderedJson(order.slice(0, Math.min(h.topk, probs.length)).map((i) => [labels?.[String(i)] ?? String(i), probs[i]]));
     }
   }
@@ -206,3 +204,35 @@ async function write(v: unknown, out: string[], budget: Budget): Promise<void> {
   }
   out.push(JSON.stringify(v) ?? 'null');
 }
+
+/**
+ * Name the leaves of a forward's output tree: a bare tensor is `output0`, tuple element i is
+ * `output{i}`, a dict entry keeps its key; nested leaves join with '.'. Scalars become 0-d tensors
+ * (integers INT64, other numbers FP64, booleans BOOL), strings BYTES.
+ */
+export function namedOutputs(tree: OutputTree): NamedOutput[] {
+  const out: NamedOutput[] = [];
+  const visit = (node: OutputTree, name: string): void => {
+    if (node === null) return;
+    if (isTensor(node)) {
+      out.push({ name, datatype: DTYPE_TO_V2[node.dtype], shape: node.shape, tensor: node });
+    } else if (Array.isArray(node)) {
+      node.forEach((e, i) => visit(e, name === '' ? `output${i}` : `${name}.${i}`));
+    } else if (typeof node === 'object') {
+      for (const [k, v] of Object.entries(node)) visit(v, name === '' ? k : `${name}.${k}`);
+    } else if (typeof node === 'number') {
+      out.push(
+        Number.isInteger(node)
+          ? { name: name || 'output0', datatype: 'INT64', shape: [], tensor: { data: BigInt64Array.of(BigInt(node)), shape: [], dtype: 'int64' } }
+          : { name: name || 'output0', datatype: 'FP64', shape: [], tensor: { data: Float64Array.of(node), shape: [], dtype: 'float64' } },
+      );
+    } else if (typeof node === 'boolean') {
+      out.push({ name: name || 'output0', datatype: 'BOOL', shape: [], tensor: { data: Uint8Array.of(node ? 1 : 0), shape: [], dtype: 'bool' } });
+    } else {
+      out.push({ name: name || 'output0', datatype: 'BYTES', shape: [1], strings: [node] });
+    }
+  };
+  visit(tree, isTensor(tree) ? 'output0' : '');
+  return out;
+}
+

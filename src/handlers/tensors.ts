@@ -2,32 +2,10 @@
 // typed-array conversions both ways (float16/bfloat16 travel as 16-bit words, int64 as BigInt64Array).
 import { BadRequestError } from '../errors.js';
 import type { DType, Tensor, TypedArray } from '../native.js';
-import { fromBfloat16, fromHalf, toBfloat16, toHalf } from '../float16.js';
+import { toBfloat16, toHalf } from '../float16.js';
+import { ARRAY_CTOR, elementCount, INT_RANGE, ITEM_SIZE, parseDType } from '../engine/tensors.js';
 
-export const DTYPES: readonly DType[] = ['float32', 'float16', 'bfloat16', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
-
-const ALIASES: Record<string, DType> = {
-  float: 'float32', fp32: 'float32', half: 'float16', fp16: 'float16', bf16: 'bfloat16', double: 'float64', fp64: 'float64',
-  long: 'int64', int: 'int32', short: 'int16', char: 'int8', byte: 'uint8', boolean: 'bool',
-};
-
-export const ITEM_SIZE: Record<DType, number> = {
-  float32: 4, float16: 2, bfloat16: 2, float64: 8, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1,
-};
-
-export function isTensor(value: unknown): value is Tensor {
-  return typeof value === 'object' && value !== null && ArrayBuffer.isView((value as Tensor).data) &&
-    Array.isArray((value as Tensor).shape) && typeof (value as Tensor).dtype === 'string';
-}
-
-/** A dtype name (torch names, short aliases, KServe's FP32/INT64) → DType; BadRequestError listing the valid ones. */
-export function parseDType(name: string): DType {
-  const lower = name.trim().toLowerCase().replace(/^torch\./, '');
-  if ((DTYPES as string[]).includes(lower)) return lower as DType;
-  const alias = ALIASES[lower];
-  if (alias) return alias;
-  throw new BadRequestError(`Unknown dtype "${name}": expected one of ${DTYPES.join(', ')}`);
-}
+export { parseDType } from '../engine/tensors.js';
 
 /** "1,3,224,224" or "[1, 3, 224, 224]" or a number array → shape; BadRequestError otherwise. */
 export function parseShape(value: unknown): number[] {
@@ -36,27 +14,6 @@ export function parseShape(value: unknown): number[] {
     throw new BadRequestError(`Invalid shape ${JSON.stringify(value)}: expected non-negative integers, e.g. 1,3,224,224`);
   }
   return list as number[];
-}
-
-function elementCount(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-
-/** Element values for JSON: numbers (int64 as Number), booleans for bool, decoded fp16/bf16. */
-export function tensorValues(t: Tensor): ArrayLike<number | boolean> {
-  switch (t.dtype) {
-    case 'float16':
-      return Array.from(t.data as Uint16Array, fromHalf);
-    case 'bfloat16':
-      return Array.from(t.data as Uint16Array, fromBfloat16);
-    case 'int64':
-      return Array.from(t.data as BigInt64Array, Number);
-    case 'bool':
-      return Array.from(t.data as Uint8Array, (v) => v !== 0);
-    default:
-      return t.data as ArrayLike<number>;
-  }
 }
 
 /** Shape of a rectangular nested array, and its leaves in row-major order; BadRequestError if ragged. */
@@ -82,10 +39,6 @@ function flatten(value: unknown): { shape: number[]; leaves: unknown[] } {
   walk(value, 0, '');
   return { shape, leaves };
 }
-
-const INT_RANGE: Partial<Record<DType, [number, number]>> = {
-  int32: [-(2 ** 31), 2 ** 31 - 1], int16: [-32768, 32767], int8: [-128, 127], uint8: [0, 255], int64: [-(2 ** 63), 2 ** 63],
-};
 
 /** JSON leaves → a typed array of `dtype`; BadRequestError naming the first bad value. */
 export function typedFromValues(values: unknown[], dtype: DType): TypedArray {
@@ -164,18 +117,6 @@ export function bytesToTensor(bytes: Buffer, shapeParam: string | undefined, dty
   // Copy into a fresh, aligned buffer (the request buffer may sit at any offset of a shared pool).
   const buf = new ArrayBuffer(expected);
   new Uint8Array(buf).set(bytes);
-  const n = expected / size;
-  const data: TypedArray = (() => {
-    switch (dtype) {
-      case 'float32': return new Float32Array(buf, 0, n);
-      case 'float64': return new Float64Array(buf, 0, n);
-      case 'float16': case 'bfloat16': return new Uint16Array(buf, 0, n);
-      case 'int64': return new BigInt64Array(buf, 0, n);
-      case 'int32': return new Int32Array(buf, 0, n);
-      case 'int16': return new Int16Array(buf, 0, n);
-      case 'int8': return new Int8Array(buf, 0, n);
-      default: return new Uint8Array(buf, 0, n);
-    }
-  })();
+  const data = new ARRAY_CTOR[dtype](buf, 0, expected / size);
   return { data, shape, dtype };
 }

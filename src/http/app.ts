@@ -2,22 +2,21 @@
 // mounted from the same table that generates the OpenAPI document; each route stays thin:
 // resolve the model (404 before reading the body), parse the body, call the handler, send JSON.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
-import { readFileSync } from 'node:fs';
 import { MethodNotAllowedError } from '../errors.js';
 import type { ModelVersion } from '../engine/types.js';
-import * as handlers from '../handlers/index.js';
+import { serverVersion } from '../version.js';
+import { admit, param } from './admission.js';
 import { buildApiDescription, buildModelDescription, inferenceRoutes, type OpenApiDocument, type RouteDefinition } from './api-description.js';
 import { errorMiddleware, notFound, requestId } from './errors.js';
-import { clientSignal, createBodyParsers, queryOf } from './inputs.js';
+import { createBodyParsers } from './inputs.js';
+import { kserveV1Route } from './kserve-v1.js';
 import { requestLog } from './request-log.js';
+import { torchserveRoute } from './torchserve.js';
 import type { AppDeps } from './types.js';
 import { sendJson } from './respond.js';
 import * as health from './health.js';
 
-/** torchd's version, from package.json (two levels up from both src/http and dist/http). */
-export const serverVersion: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export { serverVersion };
 
 export interface InferenceAppOptions {
   /** Token check (src/http/auth.ts requireToken) for every route but the HEALTH_PATHS. */
@@ -29,12 +28,12 @@ export interface InferenceAppOptions {
 type Handler = (req: Request, res: Response) => Promise<void> | void;
 
 export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions = {}): express.Express {
-  const { registry, config, logger, metrics } = deps;
+  const { registry, config, logger, metrics, service } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag');
   app.set('query parser', 'simple');
-  const bodies = createBodyParsers(config.maxRequestSize);
+  const bodies = createBodyParsers(config.maxRequestSize, service.limits);
   let description: OpenApiDocument | undefined;
   const apiDescription: Handler = (_req, res) => {
     description ??= buildApiDescription(serverVersion);
@@ -45,42 +44,29 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
   const resolveModel: RequestHandler = (req, res, next) => {
     const name = param(req, 'model_name')!;
     res.locals.requestedModel = name;
-    const mv = registry.resolve(name, param(req, 'model_version'));
+    const mv = service.resolve(name, param(req, 'model_version'));
     // Only a resolved model becomes a metrics label: unknown names must not grow the label set.
     res.locals.model = name;
     res.locals.version = mv.spec.version;
     res.locals.mv = mv;
     next();
   };
-  const handlerOptions = (req: Request, res: Response) => ({
-    query: queryOf(req),
-    signal: clientSignal(res),
-    deadline: Date.now() + ((res.locals.mv as ModelVersion).settings.responseTimeout ?? config.defaultResponseTimeout) * 1000,
-    metrics,
-  });
-  const predict: Handler = async (req, res) => {
-    const mv = res.locals.mv as ModelVersion;
-    await sendResult(res, await handlers.predict(mv, res.locals.inputs, handlerOptions(req, res)));
-  };
-  const explain: Handler = async (req, res) => {
-    const mv = res.locals.mv as ModelVersion;
-    await sendResult(res, await handlers.explain(mv, res.locals.inputs, handlerOptions(req, res)));
-  };
-  const modelInputRoute = (h: Handler): RequestHandler[] => [resolveModel, ...bodies.inputs, wrap(h)];
-  const kserveRoute = (h: Handler): RequestHandler[] => [resolveModel, ...bodies.jsonEnvelope, wrap(h)];
+  // Admission (model resolved, queue slot taken) comes before the body is read; the codec after it.
+  const modelInputRoute = (explain: boolean): RequestHandler[] => [admit(service, 'torchserve'), ...bodies.inputs, wrap(torchserveRoute(explain))];
+  const kserveRoute = (explain: boolean): RequestHandler[] => [admit(service, 'kserve-v1'), ...bodies.jsonEnvelope, wrap(kserveV1Route(service, explain))];
 
   const routeHandlers: Record<string, RequestHandler[]> = {
     apiDescription: [wrap(apiDescription)],
     apiDescriptionGet: [wrap(apiDescription)],
     ping: [wrap(health.ping(deps))],
-    predict: modelInputRoute(predict),
-    predictPut: modelInputRoute(predict),
-    predictVersion: modelInputRoute(predict),
-    predictVersionPut: modelInputRoute(predict),
-    explain: modelInputRoute(explain),
-    explainPut: modelInputRoute(explain),
-    explainVersion: modelInputRoute(explain),
-    explainVersionPut: modelInputRoute(explain),
+    predict: modelInputRoute(false),
+    predictPut: modelInputRoute(false),
+    predictVersion: modelInputRoute(false),
+    predictVersionPut: modelInputRoute(false),
+    explain: modelInputRoute(true),
+    explainPut: modelInputRoute(true),
+    explainVersion: modelInputRoute(true),
+    explainVersionPut: modelInputRoute(true),
     modelDescription: [
       resolveModel,
       wrap((req, res) => {
@@ -90,12 +76,8 @@ export function createInferenceApp(deps: AppDeps, options: InferenceAppOptions =
         sendJson(res, 200, buildModelDescription(name, versions, registry.defaultVersion(name), mv.spec.handler.name, serverVersion));
       }),
     ],
-    kserveV1Predict: kserveRoute(async (req, res) => {
-      await sendResult(res, await handlers.kserveV1Predict(res.locals.mv as ModelVersion, req.body, handlerOptions(req, res)));
-    }),
-    kserveV1Explain: kserveRoute(async (req, res) => {
-      await sendResult(res, await handlers.kserveV1Explain(res.locals.mv as ModelVersion, req.body, handlerOptions(req, res)));
-    }),
+    kserveV1Predict: kserveRoute(false),
+    kserveV1Explain: kserveRoute(true),
     kserveV1List: [wrap((_req, res) => sendJson(res, 200, { models: registry.names() }))],
     kserveV1Ready: [
       resolveModel,
@@ -157,25 +139,9 @@ export function expressPath(openApiPath: string): string {
   return openApiPath.replace(/:/g, '\\:').replace(/\{(\w+)\}/g, ':$1');
 }
 
-/** Route parameters are single path segments here (no wildcards), so always strings. */
-function param(req: Request, name: string): string | undefined {
-  const v = (req.params as Record<string, string | string[] | undefined>)[name];
-  return Array.isArray(v) ? v.join('/') : v;
-}
-
 function wrap(h: Handler): RequestHandler {
   // Express 5 forwards rejected promises to the error middleware by itself.
   return async (req, res) => {
     await h(req, res);
   };
-}
-
-/**
- * A handler's result: serializeJsonBuffer keeps top-k label order (integer-like labels would be reordered by
- * JSON.stringify) and yields to the event loop while writing and encoding large attributions.
- */
-async function sendResult(res: Response, body: unknown): Promise<void> {
-  const bytes = await handlers.serializeJsonBuffer(body);
-  if (res.headersSent || res.destroyed) return;
-  res.status(200).type('application/json').send(bytes);
 }

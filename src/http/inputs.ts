@@ -1,12 +1,15 @@
-// Turns a request body into model inputs, the way the spec's "How a request body becomes model
-// input" table says. Parsing happens per route (after the model is resolved, so an unknown model is
-// a 404 without reading the body), with every limit taken from max_request_size.
+// Turns a request body into model inputs, the way the spec's "How a request body becomes model input" table says.
+// Bodies are read only after the model is resolved and the request admitted (a 404 or a 503 reads nothing), with
+// every limit taken from max_request_size. A body that starts with an image signature is an image whatever its
+// Content-Type says (`curl --data-binary @kitten.jpg` sends it as a form, `hey -D` as text/plain).
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import multer from 'multer';
 import type { IncomingMessage } from 'node:http';
+import { parseJsonBounded } from '../bounded-json.js';
 import { BadRequestError, PayloadTooLargeError } from '../errors.js';
-
+import { imageSignature } from '../handlers/image-header.js';
 import type { InputPart } from '../handlers/index.js';
+import { checkElementCount, type ServiceLimits } from '../service/index.js';
 
 export type { InputPart };
 
@@ -21,17 +24,14 @@ const isMultipart = (req: IncomingMessage) => /^multipart\/form-data\b/i.test(co
 export interface BodyParsers {
   /** Any body form → `res.locals.inputs: InputPart[]` (never empty: missing input is a 400). */
   inputs: RequestHandler[];
-  /** A body that must be a JSON document whatever its Content-Type (KServe envelopes). */
+  /** A body that must be a JSON document whatever its Content-Type (KServe v1 envelopes) → `req.body`. */
   jsonEnvelope: RequestHandler[];
 }
 
-export function createBodyParsers(maxRequestSize: number): BodyParsers {
+export function createBodyParsers(maxRequestSize: number, limits: ServiceLimits): BodyParsers {
   const limit = maxRequestSize;
-  const json = express.json({ limit, strict: false, type: isJson });
-  const form = express.urlencoded({ limit, extended: false, type: isForm, parameterLimit: 10_000 });
-  // Everything that is neither JSON, a form nor multipart arrives as bytes: no Content-Type
-  // (`curl -T`), octet-stream, image/*, text/*, and anything unknown.
-  const raw = express.raw({ limit, type: (req) => !isJson(req) && !isForm(req) && !isMultipart(req) });
+  // Everything but multipart arrives as bytes and is parsed here (JSON with its depth bound, forms, raw).
+  const raw = express.raw({ limit, type: (req) => !isMultipart(req) });
   const upload = multer({
     storage: multer.memoryStorage(),
     limits: { fileSize: limit, fieldSize: limit, files: 256, fields: 1000, parts: 1256 },
@@ -48,19 +48,21 @@ export function createBodyParsers(maxRequestSize: number): BodyParsers {
   };
 
   const toInputs: RequestHandler = (req, res, next) => {
-    res.locals.inputs = collectInputs(req);
+    res.locals.inputs = collectInputs(req, limits);
     next();
   };
-  const envelope: RequestHandler = (req, res, next) => {
-    // body-parser turns an empty body into {}; an envelope-less request is the client's mistake.
-    if (req.body === undefined || req.get('content-length') === '0') {
+  const envelope: RequestHandler = (req, _res, next) => {
+    const body: unknown = req.body;
+    // An envelope-less request is the client's mistake.
+    if (!Buffer.isBuffer(body) || body.length === 0) {
       return next(new BadRequestError('Missing request body: expected a JSON document, e.g. {"instances": [...]}'));
     }
+    req.body = parseJsonBounded(body, limits.maxJsonDepth, 'JSON body');
     next();
   };
   return {
-    inputs: [rejectOversized(limit), json, form, multipart, raw, toInputs],
-    jsonEnvelope: [rejectOversized(limit), express.json({ limit, strict: false, type: () => true }), envelope],
+    inputs: [rejectOversized(limit), multipart, raw, toInputs],
+    jsonEnvelope: [rejectOversized(limit), express.raw({ limit, type: () => true }), envelope],
   };
 }
 
@@ -76,7 +78,9 @@ function rejectOversized(limit: number): RequestHandler {
   };
 }
 
-function collectInputs(req: Request): InputPart[] {
+const MISSING_INPUT = 'Missing input: send the input as the request body (curl -T FILE), a multipart part (curl -F data=@FILE) or JSON';
+
+function collectInputs(req: Request, limits: ServiceLimits): InputPart[] {
   const body: unknown = req.body;
   const parts: InputPart[] = [];
   if (isMultipart(req)) {
@@ -84,28 +88,30 @@ function collectInputs(req: Request): InputPart[] {
       if (f.size === 0) throw new BadRequestError(`Input "${f.fieldname}" is empty`);
       parts.push({ name: f.fieldname, contentType: f.mimetype || undefined, data: f.buffer });
     }
-    pushFields(parts, body as Record<string, unknown> | undefined);
-  } else if (isForm(req)) {
-    pushFields(parts, body as Record<string, unknown> | undefined);
-  } else if (isJson(req)) {
-    if (body !== undefined) parts.push({ name: BODY_PART, json: body });
+    for (const [name, value] of Object.entries((body ?? {}) as Record<string, unknown>)) {
+      for (const v of Array.isArray(value) ? value : [value]) pushField(parts, name, String(v));
+    }
   } else if (Buffer.isBuffer(body) && body.length > 0) {
-    parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
+    if (imageSignature(body)) parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
+    else if (isJson(req)) parts.push({ name: BODY_PART, json: parseJsonBounded(body, limits.maxJsonDepth, 'JSON body') });
+    else if (isForm(req)) parseForm(parts, body, limits);
+    else parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
   }
-  if (parts.length === 0) {
-    throw new BadRequestError(
-      'Missing input: send the input as the request body (curl -T FILE), a multipart part (curl -F data=@FILE) or JSON',
-    );
-  }
+  if (parts.length === 0) throw new BadRequestError(MISSING_INPUT);
   return parts;
 }
 
-function pushFields(parts: InputPart[], fields: Record<string, unknown> | undefined): void {
-  for (const [name, value] of Object.entries(fields ?? {})) {
-    for (const v of Array.isArray(value) ? value : [value]) {
-      parts.push({ name, contentType: 'text/plain', data: Buffer.from(String(v), 'utf8') });
-    }
-  }
+/** `a=1&b=2` fields as text parts, counted against max_request_elements before any is decoded. */
+function parseForm(parts: InputPart[], body: Buffer, limits: ServiceLimits): void {
+  const text = body.toString('latin1');
+  let fields = 1;
+  for (let i = text.indexOf('&'); i >= 0; i = text.indexOf('&', i + 1)) fields++;
+  checkElementCount(fields, 'form fields', limits.maxRequestElements);
+  for (const [name, value] of new URLSearchParams(body.toString('utf8'))) pushField(parts, name, value);
+}
+
+function pushField(parts: InputPart[], name: string, value: string): void {
+  parts.push({ name, contentType: 'text/plain', data: Buffer.from(value, 'utf8') });
 }
 
 function contentTypeOf(req: Request): string | undefined {

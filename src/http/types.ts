@@ -5,6 +5,7 @@ import type { Registry } from '../engine/types.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { ServerMetrics } from '../metrics/types.js';
 import type { ModelStore } from '../store/types.js';
+import type { InferenceService } from '../service/types.js';
 
 export interface AppDeps {
   registry: Registry;
@@ -14,5 +15,7 @@ export interface AppDeps {
   metrics: ServerMetrics;
   /** Readiness (models, drain, other conditions); without it readiness is registry.healthy(). */
   lifecycle?: Lifecycle;
+  /** The one inference service: the protocols' only way to a model. */
+  service: InferenceService;
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { BadRequestError, ConflictError, ModelNotFoundError } from '../errors.js';
 import type { ModelSettings, ModelVersion, Registry } from '../engine/types.js';
 import type { AppDeps } from '../http/types.js';
-import { checkName } from '../http/management/names.js';
+import { checkName } from '../store/names.js';
 
 /** A management answer: the HTTP status and the JSON body. */
 export interface ManagementResult {
@@ -15,10 +15,9 @@ export interface ManagementResult {
   body: unknown;
 }
 
-/** Executor threads serving the version now (the registry's scaling view when it has one). */
+/** Executor threads serving the version now. */
 function workerCount(mv: ModelVersion): number {
-  const w = (mv as ModelVersion & { workers?: unknown }).workers;
-  return typeof w === 'number' ? w : mv.ready ? mv.model.workers : 0;
+  return mv.workers;
 }
 
 /**
@@ -27,7 +26,7 @@ function workerCount(mv: ModelVersion): number {
  * reason when the original serves although optimisation was asked for.
  */
 function optimizationFields(mv: ModelVersion): Record<string, unknown> {
-  const { serving, reason } = mv.model.optimization;
+  const { serving, reason } = mv.optimization;
   const requested = mv.settings.optimize !== false;
   return { optimize: requested, forwardModule: serving, ...(requested && reason ? { forwardModuleReason: reason } : {}) };
 }
@@ -35,7 +34,7 @@ function optimizationFields(mv: ModelVersion): Record<string, unknown> {
 export function describe(registry: Registry, mv: ModelVersion): Record<string, unknown> {
   const s = mv.settings;
   const n = workerCount(mv);
-  const pending = mv.batcher.pending;
+  const pending = mv.pending;
   return {
     modelName: mv.spec.name,
     modelVersion: mv.spec.version,
@@ -43,7 +42,7 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
     isDefault: registry.defaultVersion(mv.spec.name) === mv.spec.version,
     handler: mv.spec.handler.name,
     runtime: 'torchscript',
-    device: mv.model.device,
+    device: mv.info.device,
     precision: s.precision,
     batchSize: s.batchSize,
     maxBatchDelay: s.maxBatchDelay,
@@ -51,7 +50,7 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
     minWorkers: s.minWorkers,
     maxWorkers: s.maxWorkers,
     loadedAtStartup: mv.loadedAtStartup,
-    parameterBytes: mv.model.parameterBytes,
+    parameterBytes: mv.info.parameterBytes,
     ...optimizationFields(mv),
     // Workers are threads (or CUDA streams) over one module in this process, so they share pid and weights.
     workers: Array.from({ length: n }, (_, i) => ({
@@ -59,12 +58,12 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
       startTime: mv.loadedAt.toISOString(),
       status: mv.ready ? 'READY' : 'UNLOADING',
       pid: process.pid,
-      gpu: mv.model.device.startsWith('cuda'),
+      gpu: mv.info.device.startsWith('cuda'),
     })),
     jobQueueStatus: {
       remainingCapacity: Math.max(0, s.jobQueueSize - pending),
       pendingRequests: pending,
-      runningRequests: mv.batcher.running,
+      runningRequests: mv.running,
     },
   };
 }

@@ -88,7 +88,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
     registers: [registry],
     collect() {
       this.reset();
-      forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.batcher.pending));
+      forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.pending));
     },
   });
   new prom.Gauge({
@@ -98,7 +98,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
     registers: [registry],
     collect() {
       this.reset();
-      forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.batcher.running));
+      forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.running));
     },
   });
   new prom.Gauge({
@@ -109,8 +109,7 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
     collect() {
       this.reset();
       forEachVersion((n, v, mv) => {
-        const workers = (mv as { workers?: number }).workers ?? mv.model.workers;
-        this.set({ model_name: n, model_version: v }, workers);
+        this.set({ model_name: n, model_version: v }, mv.workers);
       });
     },
   });

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { BadRequestError } from '../errors.js';
 import type { HandlerConfig, ModelSettings } from '../engine/types.js';
+import { HANDLER_ALIASES, type HandlerName, type Preset } from '../handlers/names.js';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
@@ -112,14 +113,6 @@ export function settingsFromConfig(config: ModelConfig): Partial<ModelSettings> 
   return settings;
 }
 
-/** MANIFEST handler names torchd implements, with the preset they imply. */
-const BUILT_IN_HANDLERS: Record<string, { name: HandlerConfig['name']; preset?: 'imagenet' | 'mnist' }> = {
-  image_classifier: { name: 'image_classifier' },
-  tensor: { name: 'tensor' },
-  // TorchServe's MNIST example archives name their handler `mnist` (a subclass of image_classifier).
-  mnist: { name: 'image_classifier', preset: 'mnist' },
-};
-
 function isPythonHandler(handler: string): boolean {
   // `handler.py`, `path/to/handler.py:entry`, or `module:function` (TorchServe's custom entry points).
   return /\.py(:.*)?$/.test(handler) || handler.includes(':') || handler.includes('/');
@@ -130,10 +123,10 @@ function isPythonHandler(handler: string): boolean {
  * (the block's `name` wins). Throws BadRequestError for Python handlers without a built-in `handler.name`.
  */
 export function resolveHandler(modelName: string, manifestHandler: string | undefined, block: HandlerBlock | undefined): HandlerConfig {
-  const supported = Object.keys(BUILT_IN_HANDLERS).join(', ');
-  let chosen: { name: HandlerConfig['name']; preset?: 'imagenet' | 'mnist' } | undefined;
+  const supported = Object.keys(HANDLER_ALIASES).join(', ');
+  let chosen: { name: HandlerName; preset?: Preset } | undefined;
   if (block?.name !== undefined) {
-    chosen = BUILT_IN_HANDLERS[block.name];
+    chosen = HANDLER_ALIASES[block.name];
     if (!chosen) throw new BadRequestError(`Model ${modelName}: model config handler.name "${block.name}" is not a built-in handler (supported: ${supported})`);
   } else if (manifestHandler === undefined || manifestHandler === '') {
     throw new BadRequestError(`Model ${modelName}: MANIFEST names no handler; set model.handler to one of ${supported}`);
@@ -143,7 +136,7 @@ export function resolveHandler(modelName: string, manifestHandler: string | unde
         `Add a model-config.yaml naming a built-in handler instead, e.g. "handler: {name: image_classifier}" (supported: ${supported})`,
     );
   } else {
-    chosen = BUILT_IN_HANDLERS[manifestHandler];
+    chosen = HANDLER_ALIASES[manifestHandler];
     if (!chosen) {
       throw new BadRequestError(
         `Model ${modelName}: handler "${manifestHandler}" is not a built-in handler (supported: ${supported}); ` +

@@ -9,12 +9,11 @@ import type { ModelSpec, TensorMetadata } from '../engine/types.js';
 import type { DType } from '../native.js';
 import type { ModelStore } from './types.js';
 import { extractZip, listZipEntries } from './zip.js';
+import { checkName } from './names.js';
 import { manifestSchema, parseModelConfig, resolveHandler, settingsFromConfig, type Manifest, type ModelConfig } from './model-config.js';
 
 const MANIFEST = 'MAR-INF/MANIFEST.json';
 const CONFIG_NAMES = ['model-config.yaml', 'model-config.yml', 'model-config.json'];
-/** Model names and versions end up in URLs and folder names. */
-const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 async function exists(file: string): Promise<boolean> {
   return stat(file).then(() => true, () => false);
@@ -85,9 +84,9 @@ export async function readModelDir(dir: string, url: string, modelName?: string)
   const manifest: Manifest = parsedManifest.data;
   const name = modelName ?? manifest.model.modelName;
   if (!name) throw new BadRequestError(`${url}: ${MANIFEST} has no model.modelName`);
-  if (!NAME_PATTERN.test(name)) throw new BadRequestError(`Invalid model name "${name}": use letters, digits, "_", "-" and "." (not first)`);
+  checkName(name, 'model name');
   const version = manifest.model.modelVersion !== undefined ? String(manifest.model.modelVersion) : '1.0';
-  if (!NAME_PATTERN.test(version)) throw new BadRequestError(`Invalid model version "${version}" for model ${name}`);
+  checkName(version, 'model version', ` for model ${name}`);
 
   // Model config: named by the MANIFEST, else model-config.{yaml,yml,json} at the archive root.
   let config: ModelConfig = {};

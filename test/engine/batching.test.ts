@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import type { LoadedModelVersion } from '../../src/engine/registry.js';
 import { BadRequestError, PredictionFailedError } from '../../src/errors.js';
 import type { DynamicBatcher } from '../../src/engine/batcher.js';
 import type { Tensor } from '../../src/native.js';
@@ -18,10 +19,10 @@ test('16 concurrent requests with batchSize 8 run in at most 3 native calls, eac
   t.teardown(() => registry.close());
   const mv = await registry.register(specFor('rows.pt'), { batchSize: 8, maxBatchDelay: 50, minWorkers: 1, maxWorkers: 1 });
   const batcher = mv.batcher as DynamicBatcher;
-  const callsBefore = mv.model.forwardCalls;
+  const callsBefore = (mv as LoadedModelVersion).forwardCalls;
   const results = await Promise.all(reference.inputs.map((row) => batcher.infer([f32([row])])));
   t.true(batcher.nativeCalls <= 3, `native calls: ${batcher.nativeCalls}`);
-  t.true(mv.model.forwardCalls - callsBefore <= 3, `model.forwardCalls moved by ${mv.model.forwardCalls - callsBefore}`);
+  t.true((mv as LoadedModelVersion).forwardCalls - callsBefore <= 3, `model.forwardCalls moved by ${(mv as LoadedModelVersion).forwardCalls - callsBefore}`);
   results.forEach((out, i) => {
     const [y, s] = out as Tensor[];
     t.deepEqual(y.shape, [1, 3]);

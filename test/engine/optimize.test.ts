@@ -2,6 +2,7 @@
 // warm-up at load (declared inputs, or an image classifier's fixed input size) decides which module serves,
 // and a fallback to the original is logged as a warning.
 import test from 'ava';
+import type { LoadedModelVersion } from '../../src/engine/registry.js';
 import path from 'node:path';
 import pino from 'pino';
 import { Writable } from 'node:stream';
@@ -27,7 +28,7 @@ test('declared inputs: the warm-up at load settles the optimised module before t
   const registry = makeRegistry();
   const spec = { ...specFor('rows.pt'), inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4], dtype: 'float32' as const }] };
   const mv = await registry.register(spec, {});
-  t.deepEqual(mv.model.optimization, { serving: 'optimized', reason: '' });
+  t.deepEqual(mv.optimization, { serving: 'optimized', reason: '' });
   await registry.close();
 });
 
@@ -36,21 +37,21 @@ test('an image classifier with a fixed crop size is warmed (and checked) with on
   const spec = specFor(path.join(models, 'mnist.pt'), 'digits');
   spec.handler = { name: 'image_classifier', image_size: null, crop_size: 28, channels: 1, mean: [0.1307], std: [0.3081], topk: 5, output: 'argmax' };
   const mv = await registry.register(spec, {});
-  t.is(mv.model.optimization.serving, 'optimized');
-  t.is(mv.model.forwardCalls, 1);
+  t.is(mv.optimization.serving, 'optimized');
+  t.is((mv as LoadedModelVersion).forwardCalls, 1);
   await registry.close();
 });
 
 test('without a warm-up input the first request settles it; optimize: false (config or override) serves the file as saved', async (t) => {
   const registry = makeRegistry();
   const mv = await registry.register(specFor('rows.pt'), {});
-  t.is(mv.model.optimization.serving, 'pending');
+  t.is(mv.optimization.serving, 'pending');
   await mv.batcher.infer([f32([[1, 2, 3, 4]])]);
-  t.is(mv.model.optimization.serving, 'optimized');
+  t.is(mv.optimization.serving, 'optimized');
   const fromConfig = await registry.register({ ...specFor('rows.pt', 'rows', '2.0'), settings: { optimize: false } }, {});
-  t.deepEqual(fromConfig.model.optimization, { serving: 'original', reason: 'optimize is off' });
+  t.deepEqual(fromConfig.optimization, { serving: 'original', reason: 'optimize is off' });
   const fromOverride = await registry.register(specFor('rows.pt', 'rows', '3.0'), { optimize: false });
-  t.is(fromOverride.model.optimization.serving, 'original');
+  t.is(fromOverride.optimization.serving, 'original');
   await registry.close();
 });
 
@@ -59,14 +60,14 @@ test('outputs that differ: the original serves and the registry logs a warning w
   const registry = makeRegistry({ logger });
   const spec = { ...specFor(path.join(nativeFixtures, 'noisy.pt')), inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3], dtype: 'float32' as const }] };
   const mv = await registry.register(spec, {});
-  t.is(mv.model.optimization.serving, 'original');
+  t.is(mv.optimization.serving, 'original');
   const warning = records.find((r) => r.level === 40 && /serving the original module/.test(r.msg));
   t.truthy(warning);
   t.regex(warning!.reason!, /outputs differ from the original's/);
   t.is(records.find((r) => r.msg === 'model loaded')?.forwardModule, 'original');
   // Without a warm-up input the warning comes after the first request.
   const late = await registry.register({ ...specFor(path.join(nativeFixtures, 'noisy.pt'), 'noisy2') }, {});
-  t.is(late.model.optimization.serving, 'pending');
+  t.is(late.optimization.serving, 'pending');
   await late.batcher.infer([f32([[1, 2, 3]])]);
   await new Promise((r) => setImmediate(r));
   t.is(records.filter((r) => r.level === 40 && /serving the original module/.test(r.msg)).length, 2);

@@ -89,7 +89,7 @@ test('unregister refuses the default while other versions exist, then drains in-
   t.deepEqual(values(await inflight), [300]);
   t.deepEqual(values(await queued), [2]);
   await gone;
-  await t.throwsAsync(v2.model.forward([f32([[1]])]), { any: true, message: /dispos/i });
+  await t.throwsAsync((v2 as LoadedModelVersion).warmUp([f32([[1]])]), { any: true, message: /dispos/i });
   // The default is the last version left: removable, and the name disappears.
   await registry.unregister('b');
   t.throws(() => registry.resolve('b'), { instanceOf: ModelNotFoundError });
@@ -101,10 +101,10 @@ test('scale resizes the workers over the one loaded module; zero workers is unhe
   t.teardown(() => registry.close());
   const mv = (await registry.register(specFor('rows.pt', 's'), { minWorkers: 1, maxWorkers: 4 })) as LoadedModelVersion;
   t.is(mv.workers, 1);
-  t.is(mv.model.workers, 1);
+  t.is(mv.executorThreads, 1);
   await registry.scale('s', undefined, 2, 4);
   t.is(mv.workers, 2);
-  t.is(mv.model.workers, 2);
+  t.is(mv.executorThreads, 2);
   t.is(mv.settings.minWorkers, 2);
   t.is(registry.resolve('s'), mv, 'same module, same version object');
   await t.throwsAsync(registry.scale('s', undefined, 3, 1), {

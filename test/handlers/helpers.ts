@@ -1,12 +1,18 @@
 // Test helpers for the handlers: a ModelVersion over a real loadModel() with a pass-through batcher (unit tests of
-// this layer; the engine's DynamicBatcher has its own tests), fixture paths, crafted images.
+// this layer; the engine's DynamicBatcher has its own tests), run through the real inference service and the
+// protocols' request builders (predict/explain/kserveV1*), fixture paths, crafted images.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import type { HandlerConfig, ModelSpec, ModelVersion } from '../../src/engine/types.js';
-import { loadModel } from '../../src/native.js';
+import { kserveV1Request } from '../../src/http/kserve-v1.js';
+import { torchserveRequest } from '../../src/http/torchserve.js';
+import type { InputPart } from '../../src/handlers/index.js';
+import { noopMetrics, type ServerMetrics } from '../../src/metrics/types.js';
+import { loadModel, type Model } from '../../src/native.js';
+import { createInferenceService, DEFAULT_LIMITS, type InferenceService, type ServiceLimits } from '../../src/service/index.js';
 import { PRESETS } from '../../src/store/index.js';
 
 export const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/models');
@@ -21,6 +27,8 @@ export const TENSOR: HandlerConfig = { name: 'tensor', ...PRESETS.imagenet };
 export interface TestModelVersion extends ModelVersion {
   /** batcher.infer/explain calls so far */
   calls: { infer: number; explain: number };
+  /** The native model under the pass-through batcher (tests dispose it). */
+  model: Model;
 }
 
 /** resnet18.pt is not committed (45 MB): the fixture recipe regenerates it deterministically when missing. */
@@ -35,7 +43,8 @@ export async function modelVersion(file: string, handler: HandlerConfig, labels?
   const spec: ModelSpec = { name: path.basename(file, '.pt'), version, url: file, dir: FIXTURES, serializedFile: file, handler, settings: {}, labels };
   const calls = { infer: 0, explain: 0 };
   return {
-    spec, model, calls, ready: true, loadedAtStartup: false, loadedAt: new Date(),
+    spec, model, calls, ready: true, loadedAtStartup: false, loadedAt: new Date(), workers: 1, pending: 0, running: 0, optimization: { serving: 'original', reason: 'test version' },
+    info: { device: model.device, inputs: model.inputs.map((i) => i.name), parameterCount: model.parameterCount, parameterBytes: model.parameterBytes },
     settings: { batchSize: 1, maxBatchDelay: 0, minWorkers: 1, maxWorkers: 1, responseTimeout: 120, device: 'cpu', precision: 'fp32', jobQueueSize: 100 },
     batcher: {
       pending: 0,
@@ -45,6 +54,37 @@ export async function modelVersion(file: string, handler: HandlerConfig, labels?
     },
   };
 }
+
+export interface CallOptions {
+  query?: Record<string, string>;
+  metrics?: ServerMetrics;
+  limits?: Partial<ServiceLimits>;
+}
+
+/** The inference service over one test version (its registry resolves every name to it). */
+export function serviceFor(mv: ModelVersion, o: CallOptions = {}): InferenceService {
+  return createInferenceService({ registry: { resolve: () => mv }, metrics: o.metrics ?? noopMetrics, limits: { ...DEFAULT_LIMITS, ...o.limits } });
+}
+
+async function torchserve(mv: ModelVersion, parts: InputPart[], o: CallOptions, explain: boolean): Promise<unknown> {
+  const result = await serviceFor(mv, o).infer({ model: mv.spec.name, protocol: 'test' }, torchserveRequest(parts, o.query ?? {}, explain));
+  const rows = result.kind === 'rows' ? result.rows : [];
+  return rows.length === 1 ? rows[0] : rows;
+}
+
+/** A /predictions body through the service: one result, or an array of one per part. */
+export const predict = (mv: ModelVersion, parts: InputPart[], o: CallOptions = {}) => torchserve(mv, parts, o, false);
+/** An /explanations body through the service. */
+export const explain = (mv: ModelVersion, parts: InputPart[], o: CallOptions = {}) => torchserve(mv, parts, o, true);
+
+async function kserveV1(mv: ModelVersion, body: unknown, o: CallOptions, explain: boolean): Promise<unknown[]> {
+  const service = serviceFor(mv, o);
+  const result = await service.infer({ model: mv.spec.name, protocol: 'test' }, kserveV1Request(body, o.query ?? {}, explain, service));
+  return result.kind === 'rows' ? result.rows : [];
+}
+
+export const kserveV1Predict = async (mv: ModelVersion, body: unknown, o: CallOptions = {}) => ({ predictions: await kserveV1(mv, body, o, false) });
+export const kserveV1Explain = async (mv: ModelVersion, body: unknown, o: CallOptions = {}) => ({ explanations: await kserveV1(mv, body, o, true) });
 
 const crcTable = Array.from({ length: 256 }, (_, n) => {
   let c = n;

@@ -1,10 +1,10 @@
 // The tensor handler's input forms and refusals, and outputToJson over real TorchScript outputs.
 import test from 'ava';
 import { BadRequestError } from '../../src/errors.js';
-import { predict, kserveV1Predict, outputToJson } from '../../src/handlers/index.js';
+import { outputToJson } from '../../src/handlers/index.js';
 import { bytesToTensor, jsonToTensor } from '../../src/handlers/tensors.js';
 import { fromHalf, toHalf } from '../../src/float16.js';
-import { TENSOR, fx, modelVersion } from './helpers.js';
+import { TENSOR, fx, kserveV1Predict, modelVersion, predict } from './helpers.js';
 
 test('JSON nested arrays → float32 with the nested shape; booleans → bool', (t) => {
   const a = jsonToTensor([[1, 2, 3], [4, 5, 6]]);

@@ -111,7 +111,7 @@ test('register → predict → scale → set-default → unregister, on two vers
   t.is((await call('GET', `${s.mgmt}/models/adder/2.0`)).body[0].modelUrl, 'v2/adder.mar');
 
   // Scale: asynchronous form answers 202, synchronous 200; weights are not copied.
-  const bytes = s.env.registry.resolve('adder', '1.0').model.parameterBytes;
+  const bytes = s.env.registry.resolve('adder', '1.0').info.parameterBytes;
   const scaled = await call('PUT', `${s.mgmt}/models/adder/1.0?min_worker=2&max_worker=3&synchronous=true`);
   t.deepEqual(scaled, { status: 200, body: { status: 'Workers scaled to 2 for model: adder, version: 1.0' }, headers: scaled.headers });
   const after = (await call('GET', `${s.mgmt}/models/adder/1.0`)).body[0];

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { v2Router } from '../../src/http/v2/index.js';
 import { viewOf } from '../../src/http/v2/codec.js';
-import { preprocessBytes } from '../../src/handlers/index.js';
+import { imageToTensor } from '../../src/handlers/image.js';
 import { createModelStore } from '../../src/store/index.js';
 import { runArchive } from '../../src/archiver/index.js';
 import { HERE, MODELS, bareApp, json, listen, makeEnv, type Env } from '../fixtures/v2/servers.js';
@@ -311,7 +311,7 @@ test('the MNIST-style v2 request (BYTES, shape [-1]) predicts each digit; JSON, 
   t.deepEqual(decodeResponse(bin.raw, bin.headers.get('inference-header-content-length')).outputs[0].data, allOut.data);
   // TorchServe's tensor form: the preprocessed [1,28,28] image as FP32.
   const mv = c.env.registry.resolve('digits');
-  const [pre] = await preprocessBytes(mv, images[7]);
+  const pre = await imageToTensor(images[7], mv.spec.handler);
   const tensor = await post(`${c.url}/v2/models/digits/infer`, { inputs: [{ name: 'x', shape: [1, 28, 28], datatype: 'FP32', data: Array.from(pre.data as Float32Array) }] });
   t.deepEqual(JSON.parse(tensor.raw.toString()).outputs[0].data, [expected[files[7]]]);
 });

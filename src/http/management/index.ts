@@ -1,7 +1,6 @@
 // The management listener (TorchServe's management API) as an Express app; src/server.ts listens.
 // Routes are thin: read the query values, then call the shared management operations (src/management).
 import express, { type Request, type RequestHandler, type Response } from 'express';
-import { readFileSync } from 'node:fs';
 import { BadRequestError, MethodNotAllowedError } from '../../errors.js';
 import {
   checkTarget,
@@ -16,13 +15,10 @@ import {
 import { errorMiddleware, notFound, requestId } from '../errors.js';
 import { sendJson } from '../respond.js';
 import type { AppDeps } from '../types.js';
-import { checkName } from './names.js';
+import { checkName } from '../../store/names.js';
+import { serverVersion } from '../../version.js';
 import { buildManagementApiDescription, type ManagementApiDocument } from './api-description.js';
 
-/** torchd's version, from package.json (three levels up from src/http/management and its build output). */
-const serverVersion: string = (
-  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
 
 export interface ManagementAppOptions {
   /** Token check (src/http/auth.ts requireToken with the management key) for every route. */

@@ -2,7 +2,7 @@
 // Binary inputs become typed-array views over the request body (no copy) whenever the offset is
 // aligned for the element size; misaligned data is copied once.
 import { BadRequestError } from '../../errors.js';
-import type { DType, OutputTree, Tensor, TypedArray } from '../../native.js';
+import type { DType, Tensor, TypedArray } from '../../native.js';
 import {
   ARRAY_CTOR,
   DTYPE_TO_V2,
@@ -17,6 +17,9 @@ import {
   toHalf,
   type V2Datatype,
 } from './datatypes.js';
+import type { NamedOutput } from '../../handlers/model-handler.js';
+import { parseJsonBounded } from '../../bounded-json.js';
+import { checkElementCount } from '../../service/index.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -47,7 +50,30 @@ export interface DecodedRequest {
   parameters: Record<string, unknown>;
 }
 
-const MAX_NESTING = 64;
+/** Bounds the decoder applies while reading (the service's `max_request_elements` and `max_json_depth`). */
+export interface DecodeLimits {
+  maxElements: number;
+  maxJsonDepth: number;
+}
+
+const NO_LIMITS: DecodeLimits = { maxElements: Infinity, maxJsonDepth: 64 };
+
+/** BYTES elements seen so far across the request's inputs, refused past max_request_elements before allocation. */
+export interface Cursor {
+  offset: number;
+  elements: number;
+  limits: DecodeLimits;
+}
+
+/** A fresh cursor for one request (gRPC decodes its inputs one by one with it). */
+export function elementCursor(limits: DecodeLimits): Cursor {
+  return { offset: 0, elements: 0, limits };
+}
+
+function countElements(cursor: Cursor, n: number): void {
+  cursor.elements += n;
+  checkElementCount(cursor.elements, 'BYTES elements', cursor.limits.maxElements);
+}
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -57,7 +83,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * Parse an infer/explain body. `headerLength` is the Inference-Header-Content-Length header (absent for
  * pure JSON). Throws BadRequestError naming the offending input and what was expected.
  */
-export function decodeInferRequest(body: Buffer | Record<string, unknown>, headerLength?: string): DecodedRequest {
+export function decodeInferRequest(body: Buffer | Record<string, unknown>, headerLength?: string, limits: DecodeLimits = NO_LIMITS): DecodedRequest {
   let json: unknown;
   let binary: Buffer | undefined;
   if (Buffer.isBuffer(body)) {
@@ -75,11 +101,7 @@ export function decodeInferRequest(body: Buffer | Record<string, unknown>, heade
       binary = body.subarray(n);
     }
     if (n === 0) throw new BadRequestError('Empty request body: expected a JSON inference request');
-    try {
-      json = JSON.parse(body.subarray(0, n).toString('utf8'));
-    } catch (e) {
-      throw new BadRequestError(`Malformed JSON inference header: ${(e as Error).message}`);
-    }
+    json = parseJsonBounded(body.subarray(0, n), limits.maxJsonDepth, 'JSON inference header');
   } else {
     json = body;
   }
@@ -92,7 +114,7 @@ export function decodeInferRequest(body: Buffer | Record<string, unknown>, heade
     throw new BadRequestError('"inputs" must be a non-empty array of {name, shape, datatype, data}');
   }
 
-  const cursor = { offset: 0 };
+  const cursor = elementCursor(limits);
   const decoded = inputs.map((input, i) => decodeInput(input, i, binary, cursor));
   if (binary && cursor.offset !== binary.length) {
     throw new BadRequestError(
@@ -121,7 +143,7 @@ export function decodeInferRequest(body: Buffer | Record<string, unknown>, heade
   };
 }
 
-function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cursor: { offset: number }): DecodedInput {
+function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cursor: Cursor): DecodedInput {
   if (!isRecord(raw)) throw new BadRequestError(`inputs[${index}] must be an object`);
   const where = typeof raw.name === 'string' ? `input "${raw.name}"` : `inputs[${index}]`;
   if (typeof raw.name !== 'string' || raw.name === '') throw new BadRequestError(`${where}: "name" must be a non-empty string`);
@@ -159,15 +181,16 @@ function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cu
     const bytes = binary.subarray(cursor.offset, cursor.offset + size);
     cursor.offset += size;
     return datatype === 'BYTES'
-      ? decodeBinaryBytes(name, where, shape, bytes, parameters)
+      ? decodeBinaryBytes(name, where, shape, bytes, parameters, cursor)
       : decodeBinaryNumeric(name, where, datatype, shape, bytes, parameters);
   }
 
   if (raw.data === undefined) throw new BadRequestError(`${where}: missing "data" (or parameters.binary_data_size)`);
   const flat: unknown[] = [];
-  flatten(raw.data, flat, 0, where);
+  flatten(raw.data, flat, 0, where, cursor.limits.maxJsonDepth);
   const resolved = resolveShape(where, shape, flat.length);
   if (datatype === 'BYTES') {
+    countElements(cursor, flat.length);
     const bytes = flat.map((v, i) => {
       if (typeof v !== 'string') throw new BadRequestError(`${where}: BYTES element ${i} must be a base64 string`);
       return decodeBase64(where, i, v);
@@ -178,13 +201,13 @@ function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cu
   return { name, datatype, shape: resolved, tensor: { data: fillTypedArray(where, dtype, flat), shape: resolved, dtype }, parameters };
 }
 
-function flatten(v: unknown, out: unknown[], depth: number, where: string): void {
+function flatten(v: unknown, out: unknown[], depth: number, where: string, maxDepth: number): void {
   if (!Array.isArray(v)) {
     out.push(v);
     return;
   }
-  if (depth > MAX_NESTING) throw new BadRequestError(`${where}: "data" is nested deeper than ${MAX_NESTING} levels`);
-  for (const e of v) flatten(e, out, depth + 1, where);
+  if (depth > maxDepth) throw new BadRequestError(`${where}: "data" is nested deeper than ${maxDepth} levels (max_json_depth ${maxDepth})`);
+  for (const e of v) flatten(e, out, depth + 1, where, maxDepth);
 }
 
 function product(shape: number[]): number {
@@ -308,10 +331,13 @@ export function viewOf(dtype: DType, bytes: Buffer): TypedArray {
 }
 
 /** Binary BYTES: each element is a 4-byte little-endian length followed by that many bytes. */
-export function decodeBinaryBytes(name: string, where: string, shape: number[], bytes: Buffer, parameters: Record<string, unknown>): DecodedInput {
+export function decodeBinaryBytes(
+  name: string, where: string, shape: number[], bytes: Buffer, parameters: Record<string, unknown>, cursor: Cursor = elementCursor(NO_LIMITS),
+): DecodedInput {
   const elements: Buffer[] = [];
   let off = 0;
   while (off < bytes.length) {
+    countElements(cursor, 1);
     if (off + 4 > bytes.length) throw new BadRequestError(`${where}: truncated BYTES length prefix at byte ${off}`);
     const len = bytes.readUInt32LE(off);
     off += 4;
@@ -328,49 +354,8 @@ export function decodeBinaryBytes(name: string, where: string, shape: number[], 
 // ---------------------------------------------------------------------------------------------
 // Responses
 
-export interface NamedOutput {
-  name: string;
-  datatype: V2Datatype;
-  shape: number[];
-  tensor?: Tensor;
-  /** BYTES outputs. */
-  strings?: string[];
-}
-
-/**
- * Name the leaves of a forward's output tree: a bare tensor is `output0`, tuple element i is
- * `output{i}`, a dict entry keeps its key; nested leaves join with '.'. Scalars become 0-d tensors
- * (integers INT64, other numbers FP64, booleans BOOL), strings BYTES.
- */
-export function namedOutputs(tree: OutputTree): NamedOutput[] {
-  const out: NamedOutput[] = [];
-  const visit = (node: OutputTree, name: string): void => {
-    if (node === null) return;
-    if (isTensor(node)) {
-      out.push({ name, datatype: DTYPE_TO_V2[node.dtype], shape: node.shape, tensor: node });
-    } else if (Array.isArray(node)) {
-      node.forEach((e, i) => visit(e, name === '' ? `output${i}` : `${name}.${i}`));
-    } else if (typeof node === 'object') {
-      for (const [k, v] of Object.entries(node)) visit(v, name === '' ? k : `${name}.${k}`);
-    } else if (typeof node === 'number') {
-      out.push(
-        Number.isInteger(node)
-          ? { name: name || 'output0', datatype: 'INT64', shape: [], tensor: { data: BigInt64Array.of(BigInt(node)), shape: [], dtype: 'int64' } }
-          : { name: name || 'output0', datatype: 'FP64', shape: [], tensor: { data: Float64Array.of(node), shape: [], dtype: 'float64' } },
-      );
-    } else if (typeof node === 'boolean') {
-      out.push({ name: name || 'output0', datatype: 'BOOL', shape: [], tensor: { data: Uint8Array.of(node ? 1 : 0), shape: [], dtype: 'bool' } });
-    } else {
-      out.push({ name: name || 'output0', datatype: 'BYTES', shape: [1], strings: [node] });
-    }
-  };
-  visit(tree, isTensor(tree) ? 'output0' : '');
-  return out;
-}
-
-export function isTensor(v: unknown): v is Tensor {
-  return isRecord(v) && ArrayBuffer.isView((v as { data?: unknown }).data) && Array.isArray((v as { shape?: unknown }).shape);
-}
+export type { NamedOutput };
+export { namedOutputs } from '../../handlers/output.js';
 
 /** Plain JSON values of a tensor, flat row-major (as the v2 protocol sends them). */
 export function tensorToJson(t: Tensor): Array<number | boolean> {

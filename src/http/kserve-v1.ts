@@ -1,0 +1,40 @@
+// KServe v1 codec: `{"instances": [...]}` → a service request; `{"predictions": [...]}` / `{"explanations": [...]}`.
+import type { Request, Response } from 'express';
+import { BadRequestError } from '../errors.js';
+import { checkElementCount, type InferenceService, type ServiceRequest } from '../service/index.js';
+import { admissionOf } from './admission.js';
+import { queryOf } from './inputs.js';
+import { sendResult } from './respond.js';
+
+function instancesOf(body: unknown): unknown[] {
+  const instances = (body as { instances?: unknown } | null)?.instances;
+  if (!Array.isArray(instances) || instances.length === 0) {
+    throw new BadRequestError('Expected a KServe v1 body {"instances": [...]} with at least one instance');
+  }
+  return instances;
+}
+
+/**
+ * The service request of a v1 envelope. `:explain` takes `n_steps` from the query or the body, and a target per
+ * instance (`"target": n`) or from the query.
+ */
+export function kserveV1Request(body: unknown, query: Record<string, string>, explain: boolean, service: InferenceService): ServiceRequest {
+  const instances = instancesOf(body);
+  checkElementCount(instances.length, 'instances', service.limits.maxRequestElements);
+  const request: ServiceRequest = { input: { kind: 'instances', instances }, dtype: query.dtype };
+  if (explain) {
+    request.explain = {
+      steps: query.n_steps ?? (body as { n_steps?: unknown }).n_steps,
+      target: instances.map((i) => (i !== null && typeof i === 'object' ? (i as { target?: unknown }).target : undefined) ?? query.target),
+    };
+  }
+  return request;
+}
+
+export function kserveV1Route(service: InferenceService, explain: boolean): (req: Request, res: Response) => Promise<void> {
+  return async (req: Request, res: Response) => {
+    const result = await admissionOf(res).run(kserveV1Request(req.body, queryOf(req), explain, service));
+    const rows = result.kind === 'rows' ? result.rows : [];
+    await sendResult(res, explain ? { explanations: rows } : { predictions: rows });
+  };
+}

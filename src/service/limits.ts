@@ -1,0 +1,39 @@
+// The service's bounds: their config keys, defaults and the 400 each gives. Codecs may check a count early (before
+// materialising elements) with the same function, so the message is the same wherever the bound trips.
+import { BadRequestError } from '../errors.js';
+import type { ServiceLimits } from './types.js';
+
+/** Defaults of the limit keys (config.properties names in the comments). */
+export const DEFAULT_LIMITS: ServiceLimits = {
+  maxRequestElements: 10_000, // max_request_elements
+  maxJsonDepth: 64, // max_json_depth
+  maxImagePixels: 40_000_000, // max_image_pixels
+  maxIgSteps: 1024, // max_ig_steps
+};
+
+export const DEFAULT_IG_STEPS = 15;
+
+/** Throws 400 when a request carries more than `max_request_elements` elements (`what` says which). */
+export function checkElementCount(count: number, what: string, maxRequestElements: number): void {
+  if (count > maxRequestElements) {
+    throw new BadRequestError(`Too many elements: the request has ${count} ${what}, more than max_request_elements (${maxRequestElements})`);
+  }
+}
+
+/** `n_steps` as given → an integer in 1..max_ig_steps (default 15). Throws 400 naming the bound and its key. */
+export function parseSteps(value: unknown, limits: ServiceLimits): number {
+  if (value === undefined || value === null || value === '') return DEFAULT_IG_STEPS;
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > limits.maxIgSteps) {
+    throw new BadRequestError(`n_steps must be an integer from 1 to ${limits.maxIgSteps} (max_ig_steps), got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** A target class index as given → a non-negative integer, or undefined when absent. Throws 400. */
+export function parseTarget(value: unknown): number | undefined {
+  if (value === undefined || value === '' || value === null) return undefined;
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.trim()) : NaN;
+  if (!Number.isInteger(n) || n < 0) throw new BadRequestError(`target must be a non-negative integer class index, got ${JSON.stringify(value)}`);
+  return n;
+}
