@@ -43,11 +43,22 @@ type Size = { width: number; height: number } | undefined;
 
 const SIZE_READERS: Record<ImageFormat, (b: Buffer) => Size> = {
   png: (b) => (b.toString('latin1', 12, 16) === 'IHDR' ? { width: b.readUInt32BE(16), height: b.readUInt32BE(20) } : undefined),
-  gif: (b) => ({ width: b.readUInt16LE(6), height: b.readUInt16LE(8) }),
+  gif: gifSize,
   jpeg: jpegSize,
   webp: webpSize,
   tiff: tiffSize,
 };
+
+/**
+ * The logical screen size, when what follows it is a GIF block (an extension `!` or an image `,`, after the global
+ * colour table when there is one): a signature followed by anything else is left to the decoder.
+ */
+function gifSize(b: Buffer): Size {
+  const packed = b[10];
+  const next = 13 + (packed & 0x80 ? 3 * 2 ** ((packed & 7) + 1) : 0);
+  if (next >= b.length || (b[next] !== 0x21 && b[next] !== 0x2c)) return undefined;
+  return { width: b.readUInt16LE(6), height: b.readUInt16LE(8) };
+}
 
 /** The first SOFn segment's dimensions (markers C0–CF except C4 DHT, C8 JPG, CC DAC). */
 function jpegSize(b: Buffer): Size {
