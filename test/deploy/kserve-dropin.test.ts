@@ -139,7 +139,8 @@ test('inference and management on one address (KServe\'s sample: both 8085) shar
   t.teardown(() => rm(store, { recursive: true, force: true }));
   const port = await freePort();
   const config = resolveConfig({
-    properties: new Map([['inference_address', `http://127.0.0.1:${port}`], ['management_address', `http://127.0.0.1:${port}`]]),
+    // gRPC on free ports: parallel test runs must never fight over 7070/7071.
+    properties: new Map([['inference_address', `http://127.0.0.1:${port}`], ['management_address', `http://127.0.0.1:${port}`], ['grpc_inference_port', '0'], ['grpc_management_port', '0']]),
     flags: { modelStore: store, models: 'mnist=mnist.mar', metricsAddress: 'http://127.0.0.1:0' },
   });
   const server = await startServer(config, { logger: createLogger({ level: 'silent' }) });
