@@ -5,6 +5,7 @@
 import type { NumericDatatype } from '../engine/tensors.js';
 import type { HandlerConfig, TensorMetadata } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
+import type { HeatmapOptions } from './heatmap.js';
 import type { HandlerName } from './names.js';
 
 /** One input of a TorchServe-style request: a body, a multipart part or a form field (bytes), or parsed JSON. */
@@ -71,6 +72,11 @@ export interface ModelHandler {
   row(out: OutputTree, example: Example): unknown;
   /** Every example's output as KServe v2 named outputs. */
   namedOutputs(outs: OutputTree[], inputs: NamedInput[]): NamedOutput[];
+  /**
+   * One example's attributions as a PNG heatmap over its forward arguments (src/handlers/heatmap.ts); only handlers
+   * whose input is an image have it.
+   */
+  heatmap?(args: Tensor[], attributions: Tensor, options: HeatmapOptions): Promise<Buffer>;
   /** Called after a successful forward with the example's arguments (a handler may learn the model's input size). */
   observe?(args: Tensor[]): void;
   /** KServe v2 model metadata: inputs and outputs with name, datatype and shape (-1 where unknown). */

@@ -95,7 +95,14 @@ const PredictQuery = z.object({
 const ExplainQuery = PredictQuery.extend({
   n_steps: z.string().optional().openapi({ description: 'integration steps (default 15)' }),
   target: z.string().optional().openapi({ description: 'class to attribute (default: the predicted class)' }),
+  format: z.enum(['json', 'png']).optional().openapi({ description: 'png: a heatmap picture per input instead of numbers (also `Accept: image/png`); one input → image/png, several → a JSON list of PNG data URLs' }),
+  overlay: z.enum(['true', 'false']).optional().openapi({ description: 'heatmaps only: blend over the preprocessed input (default true) or draw the colour map alone' }),
 });
+const HeatmapQuery = z.object({
+  format: ExplainQuery.shape.format,
+  overlay: ExplainQuery.shape.overlay,
+});
+const png = { 'image/png': { schema: { type: 'string', format: 'binary' } } } as const;
 
 const json = (schema: z.ZodType): ZodContentObject => ({ 'application/json': { schema } });
 const binary = { type: 'string', format: 'binary' } as const;
@@ -145,7 +152,9 @@ function predictionRoutes(kind: 'predictions' | 'explanations'): RouteDefinition
           : `Predictions from ${versioned ? 'a given version' : 'the default version'} of a model`,
         request: { params: versioned ? ModelVersionParams : ModelParams, query: explain ? ExplainQuery : PredictQuery, body: inputBody },
         responses: {
-          200: { description: explain ? 'Attributions' : 'The prediction', content: json(explain ? Attributions : Prediction) },
+          200: explain
+            ? { description: 'Attributions (JSON), or a PNG heatmap when asked (`?format=png`, `Accept: image/png`)', content: { ...json(Attributions), ...png } }
+            : { description: 'The prediction', content: json(Prediction) },
           ...inferErrors,
         },
       });
@@ -209,8 +218,11 @@ export const inferenceRoutes: RouteDefinition[] = [
     operationId: 'kserveV1Explain',
     tags: ['KServe v1'],
     summary: 'KServe v1 explain (integrated gradients) with the default version',
-    request: { params: ModelParams, body: { required: true, content: json(KServeV1Request) } },
-    responses: { 200: { description: 'Attributions, one per instance', content: json(KServeV1Explanations) }, ...inferErrors },
+    request: { params: ModelParams, query: HeatmapQuery, body: { required: true, content: json(KServeV1Request) } },
+    responses: {
+      200: { description: 'Attributions, one per instance; with `?format=png` or `Accept: image/png` PNG heatmaps (one instance: image/png; several: {"explanations": [PNG data URLs]})', content: { ...json(KServeV1Explanations), ...png } },
+      ...inferErrors,
+    },
   },
   {
     method: 'get',

@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import { BadRequestError } from '../errors.js';
 import { checkElementCount, type InferenceService, type ServiceRequest } from '../service/index.js';
 import { admissionOf } from './admission.js';
+import { heatmapRequested, sendHeatmaps } from './explanation-format.js';
 import { queryOf } from './inputs.js';
 import { sendResult } from './respond.js';
 
@@ -33,8 +34,13 @@ export function kserveV1Request(body: unknown, query: Record<string, string>, ex
 
 export function kserveV1Route(service: InferenceService, explain: boolean): (req: Request, res: Response) => Promise<void> {
   return async (req: Request, res: Response) => {
-    const result = await admissionOf(res).run(kserveV1Request(req.body, queryOf(req), explain, service));
+    const query = queryOf(req);
+    const request = kserveV1Request(req.body, query, explain, service);
+    const heatmap = explain ? heatmapRequested(req, query) : undefined;
+    if (heatmap) request.explain!.heatmap = heatmap;
+    const result = await admissionOf(res).run(request);
     const rows = result.kind === 'rows' ? result.rows : [];
+    if (heatmap) return sendHeatmaps(res, rows as Buffer[], (explanations) => ({ explanations }));
     await sendResult(res, explain ? { explanations: rows } : { predictions: rows });
   };
 }

@@ -4,6 +4,7 @@ import type { Request, Response } from 'express';
 import { BadRequestError } from '../errors.js';
 import type { ExplainParams, InputPart, ServiceRequest, ServiceResult } from '../service/index.js';
 import { admissionOf } from './admission.js';
+import { heatmapRequested, sendHeatmaps } from './explanation-format.js';
 import { queryOf } from './inputs.js';
 import { sendResult } from './respond.js';
 
@@ -50,7 +51,12 @@ export function torchserveBody(result: ServiceResult): unknown {
 /** Route handler of /predictions (explain false) or /explanations (explain true); admission and body come first. */
 export function torchserveRoute(explain: boolean): (req: Request, res: Response) => Promise<void> {
   return async (req: Request, res: Response) => {
-    const result = await admissionOf(res).run(torchserveRequest(res.locals.inputs as InputPart[], queryOf(req), explain));
+    const query = queryOf(req);
+    const request = torchserveRequest(res.locals.inputs as InputPart[], query, explain);
+    const heatmap = explain ? heatmapRequested(req, query) : undefined;
+    if (heatmap) request.explain!.heatmap = heatmap;
+    const result = await admissionOf(res).run(request);
+    if (heatmap) return sendHeatmaps(res, result.kind === 'rows' ? (result.rows as Buffer[]) : []);
     await sendResult(res, torchserveBody(result));
   };
 }

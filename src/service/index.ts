@@ -157,6 +157,9 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
       if (examples.length === 0) throw new BadRequestError('Missing input: the request holds no example');
       const explain = request.explain;
       const steps = explain ? parseSteps(explain.steps, limits) : 0;
+      if (explain?.heatmap && (!handler.heatmap || input.kind === 'tensors')) {
+        throw new BadRequestError(`A heatmap needs an image model's explanation: model ${mv.spec.name} uses the ${handler.name} handler; ask for JSON attributions (no ?format=png, no Accept: image/png)`);
+      }
       const options = { signal, deadline };
 
       const perExample = async (example: Example, index: number): Promise<unknown> => {
@@ -178,6 +181,10 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
         }
         // No target: the native IG takes each example's predicted class from its own forward on x.
         const result = await mv.batcher.explain(args, targets ? { target: targets, steps } : { steps }, options);
+        if (explain.heatmap && handler.heatmap) {
+          const heatmap = explain.heatmap;
+          return timed(mv, 'postprocess', () => handler.heatmap!(args, result.attributions, heatmap));
+        }
         return input.kind === 'tensors' ? result : timed(mv, 'postprocess', () => tensorToJson(result.attributions, 1));
       };
 

@@ -2,6 +2,7 @@
 // and the gRPC APIs) decodes its envelope into a ServiceRequest, asks for admission first, and encodes the
 // ServiceResult; limits, deadlines, cancellation and stage metrics are the service's, applied once for all.
 import type { ModelVersion, TensorMetadata } from '../engine/types.js';
+import type { HeatmapOptions } from '../handlers/heatmap.js';
 import type { InputPart, NamedInput, NamedOutput } from '../handlers/model-handler.js';
 
 export type { InputPart, NamedInput, NamedOutput };
@@ -37,6 +38,11 @@ export interface ExplainParams {
    * example's rows applies to each example whole). Undefined → each example's predicted class.
    */
   target?: unknown;
+  /**
+   * Present: each example's result is a PNG heatmap (Buffer) of its attributions over its preprocessed input,
+   * rendered by the model's handler (image handlers only: 400 otherwise), instead of JSON numbers.
+   */
+  heatmap?: HeatmapOptions;
 }
 
 export interface ServiceRequest {
