@@ -123,7 +123,9 @@ export async function renderHeatmap(source: HeatmapSource, options: HeatmapOptio
   if (base.width !== width || base.height !== height) {
     throw new TypeError(`Attributions (${width}×${height}) and input (${base.width}×${base.height}) differ in size`);
   }
-  return sharp(base.rgb, raw(3)).composite([{ input: layer, ...raw(4), blend: 'over' }]).png().toBuffer();
+  // sharp composites last in its pipeline, so dropping the (opaque) alpha channel takes a second pass.
+  const blended = await sharp(base.rgb, raw(3)).composite([{ input: layer, ...raw(4), blend: 'over' }]).raw().toBuffer();
+  return sharp(blended, raw(4)).removeAlpha().png().toBuffer();
 }
 
 /** A PNG as a `data:` URL, the form one heatmap takes inside a JSON list of several. */

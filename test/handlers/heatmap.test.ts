@@ -39,6 +39,7 @@ test('PNG of the model input width × height (28×28 grey; 224×224 RGB)', async
 
 test('pixels differ from the plain input where |attribution| is largest, and equal it where it is zero', async (t) => {
   const png = await pixels(await renderHeatmap({ attributions: hot, input: ramp, ...MNIST }));
+  t.is(png.channels, 3, 'RGB, no alpha channel');
   const plain = inputPixels(ramp, MNIST.mean, MNIST.std);
   const input = (x: number, y: number) => [...plain.rgb.subarray((y * 28 + x) * 3, (y * 28 + x) * 3 + 3)];
   for (const [x, y] of [[20, 5], [5, 20]]) {
