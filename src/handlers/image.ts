@@ -14,15 +14,6 @@ import { startModuleWorker, WorkerPool } from './worker-pool.js';
 
 export { MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image-preprocess.js';
 
-/**
- * Whether bytes start like an encoded image (JPEG, PNG, GIF, WebP, TIFF). Multipart parts without a Content-Type
- * header are text/plain by RFC 7578 (busboy reports them so), yet Python's `requests.post(files={'data': f})`
- * sends image files exactly that way: such a part is an image, not base64 text, when its bytes say so.
- */
-export function isEncodedImage(bytes: Buffer): boolean {
-  return imageSignature(bytes) !== undefined;
-}
-
 /** Strips a `data:image/...;base64,` prefix and decodes base64 text; refuses anything that is not base64. */
 export function decodeBase64Image(text: string): Buffer {
   const body = text.trim().replace(/^data:[^,]*;base64,/i, '').replace(/\s+/g, '');
