@@ -10,6 +10,8 @@
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
         "native/core/errors.cpp",
+        "native/core/cancel.cpp",
+        "native/core/memory_probe.cpp",
         "native/core/tensor_io.cpp",
         "native/core/executor.cpp",
         "native/core/quadrature.cpp",

@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { isMainThread } from 'node:worker_threads';
 
 /** Element types the engine accepts and returns. fp16/bf16 travel as raw 16-bit words. */
 export type DType =
@@ -42,7 +44,7 @@ export interface BuildInfo {
 export interface LoadOptions {
   /** 'cpu' | 'cuda' | 'cuda:N' (default 'cpu') */
   device?: string;
-  /** LibTorch intra-op threads (process-wide; set once). */
+  /** LibTorch intra-op threads for this model's calls (per model; default LibTorch's). */
   threads?: number;
   /** Executor threads (CPU) or CUDA streams (GPU) sharing this one module (default 1). */
   workers?: number;
@@ -74,8 +76,21 @@ export interface IgOptions {
   method?: 'gausslegendre' | 'riemann_trapezoid';
   /** Baseline with the input's shape (default zeros). */
   baseline?: Tensor;
-  /** Scaled copies per forward/backward pass (default: all steps at once, bounded by memory). */
+  /** Most integration steps per forward/backward pass (default: as many as memoryBudget allows). */
   chunk?: number;
+  /**
+   * Bytes one explanation may hold beyond its inputs (default 0 = unbounded). The first pass runs one
+   * step and measures its peak allocation; later passes run budget / that many steps.
+   */
+  memoryBudget?: number;
+}
+
+/** How a call may be stopped early: at its next safe point (before it starts; between IG passes). */
+export interface CallOptions {
+  /** Aborting it cancels the call (rejects with E_CANCELLED if it had not finished). */
+  signal?: AbortSignal;
+  /** Absolute deadline (Date.now() ms); checked natively, so it holds even if the event loop is busy. */
+  deadline?: number;
 }
 
 export interface IgResult {
@@ -83,11 +98,16 @@ export interface IgResult {
   attributions: Tensor;
   /** Completeness delta per example: sum(attr) − (F(x)_t − F(baseline)_t). */
   delta: number[];
+  /** Steps in the largest forward/backward pass, and how many passes ran. */
+  chunk: number;
+  passes: number;
+  /** Measured peak bytes of one step (0 when no memory budget was given). */
+  stepBytes: number;
 }
 
 export type NativeErrorCode =
   | 'E_LOAD' | 'E_DEVICE' | 'E_DTYPE' | 'E_SHAPE' | 'E_FORWARD'
-  | 'E_OOM' | 'E_DISPOSED' | 'E_ARGUMENT';
+  | 'E_OOM' | 'E_DISPOSED' | 'E_ARGUMENT' | 'E_CANCELLED';
 
 /** A loaded TorchScript module: one copy of the weights, `workers` executor threads over it. */
 export interface Model {
@@ -103,16 +123,22 @@ export interface Model {
   readonly optimization: OptimizationState;
   /** Resolves once the first forward has decided which module serves (at once if already decided). */
   optimizationSettled(): Promise<OptimizationState>;
+  /** Intra-op threads this model's calls run with. */
+  readonly threads: number;
+  /** Executor threads started and not yet joined (retired threads are joined on the next resize or call). */
+  readonly executorThreads: number;
   /** Resize the executor (threads/streams) over the same module; never copies weights. */
   setWorkers(n: number): void;
-  forward(inputs: Tensor[]): Promise<OutputTree>;
-  integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult>;
+  forward(inputs: Tensor[], options?: CallOptions): Promise<OutputTree>;
+  integratedGradients(inputs: Tensor[], options: IgOptions & CallOptions): Promise<IgResult>;
+  /** Test hook: the intra-op thread count LibTorch reports on one of this model's executor threads. */
+  probeThreads(): Promise<number>;
   /** Waits for running calls, then frees the module; later calls reject with E_DISPOSED. */
   dispose(): Promise<void>;
 }
 
 const NATIVE_ERROR_CODES: ReadonlySet<string> = new Set<NativeErrorCode>([
-  'E_LOAD', 'E_DEVICE', 'E_DTYPE', 'E_SHAPE', 'E_FORWARD', 'E_OOM', 'E_DISPOSED', 'E_ARGUMENT',
+  'E_LOAD', 'E_DEVICE', 'E_DTYPE', 'E_SHAPE', 'E_FORWARD', 'E_OOM', 'E_DISPOSED', 'E_ARGUMENT', 'E_CANCELLED',
 ]);
 
 /**
@@ -162,12 +188,36 @@ function rethrow(error: unknown, site: { stack?: string }): never {
   throw out;
 }
 
-/** The addon's own model object: the surface of Model, but rejecting with untraced native errors. */
-type RawModel = Model;
+/** The addon's cancel handle: checked by the executor at safe points. */
+interface RawCancelToken {
+  cancel(reason?: 'deadline' | 'aborted'): void;
+  /** Stops the call once `ms` more milliseconds have passed (steady clock). */
+  setTimeout(ms: number): void;
+}
+
+/** Native call options: a CancelToken made by the same addon. */
+interface RawCallOptions {
+  cancel?: RawCancelToken;
+}
+
+/** The addon's own model object: rejects with untraced native errors and takes raw call options. */
+interface RawModel extends Omit<Model, 'forward' | 'integratedGradients'> {
+  forward(inputs: Tensor[], options?: RawCallOptions): Promise<OutputTree>;
+  integratedGradients(inputs: Tensor[], options: IgOptions & RawCallOptions): Promise<IgResult>;
+}
 
 interface Addon {
   buildInfo(): BuildInfo;
   loadModel(path: string, options?: LoadOptions): Promise<RawModel>;
+  CancelToken: new () => RawCancelToken;
+  /**
+   * The exit hook (see native/addon/addon.cpp): cancels running calls, drops queued ones and waits
+   * (≤ 1 s) for running ones to return, then joins the executor threads. False when a call is still
+   * inside a LibTorch operator: exit() must not run its static destructors under it.
+   */
+  prepareForExit(code: number, isMainThread: boolean): boolean;
+  /** _exit(code): ends the process without atexit handlers or static destructors. */
+  exitNow(code: number): never;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -178,6 +228,25 @@ const BUILD_CANDIDATES = [
 ];
 
 let addon: Addon | undefined;
+
+/**
+ * process.exit(), an uncaught exception and the end of the event loop all emit 'exit' before C
+ * exit() tears down LibTorch's statics, and no native call may still run then (addon.cpp says why).
+ * When one cannot be stopped in time, the process ends with _exit and the same code; Node prints an
+ * uncaught exception's report only after 'exit', so in that case it is printed here first.
+ */
+function registerExitHook(native: Addon): void {
+  let uncaught: { error: unknown } | undefined;
+  process.on('uncaughtExceptionMonitor', (error) => {
+    uncaught = { error };
+  });
+  process.on('exit', (exitCode) => {
+    const code = typeof exitCode === 'number' ? exitCode : Number(process.exitCode ?? 0);
+    if (native.prepareForExit(code, isMainThread) || !isMainThread) return;
+    if (uncaught && code !== 0) process.stderr.write(`Uncaught ${inspect(uncaught.error)}\n`);
+    native.exitNow(code);
+  });
+}
 
 /** Loads torchd.node once: $TORCHD_ADDON if set, else the cmake-js build output. */
 function loadAddon(): Addon {
@@ -192,7 +261,9 @@ function loadAddon(): Addon {
       continue;
     }
     try {
-      addon = require(candidate) as Addon;
+      const loaded = require(candidate) as Addon;
+      addon = loaded;
+      registerExitHook(loaded);
       return addon;
     } catch (error) {
       failures.push(`${candidate}: ${(error as Error).message}`);
@@ -211,6 +282,23 @@ function loadAddon(): Addon {
 /** Torch version and CUDA availability of the loaded addon. Throws NativeError E_LOAD when it cannot load. */
 export function buildInfo(): BuildInfo {
   return loadAddon().buildInfo();
+}
+
+/**
+ * A native CancelToken following `signal` and `deadline`, or no token when neither is given. The
+ * deadline is handed to native code as a relative timeout on its steady clock; `done` detaches the
+ * abort listener once the call settled.
+ */
+function cancelControl(options: CallOptions): { raw: RawCallOptions; done(): void } {
+  const { signal, deadline } = options;
+  if (!signal && deadline === undefined) return { raw: {}, done() {} };
+  const token = new (loadAddon().CancelToken)();
+  if (deadline !== undefined) token.setTimeout(Math.max(0, deadline - Date.now()));
+  if (!signal) return { raw: { cancel: token }, done() {} };
+  const onAbort = () => token.cancel('aborted');
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return { raw: { cancel: token }, done: () => signal.removeEventListener('abort', onAbort) };
 }
 
 class LoadedModel implements Model {
@@ -243,6 +331,8 @@ class LoadedModel implements Model {
     this.settleWaiters = undefined;
     for (const wake of waiters) wake(state);
   }
+  get threads(): number { return this.raw.threads; }
+  get executorThreads(): number { return this.raw.executorThreads; }
 
   setWorkers(n: number): void {
     try {
@@ -252,24 +342,37 @@ class LoadedModel implements Model {
     }
   }
 
-  async forward(inputs: Tensor[]): Promise<OutputTree> {
+  async forward(inputs: Tensor[], options: CallOptions = {}): Promise<OutputTree> {
     const site = callSite(this.forward);
+    const control = cancelControl(options ?? {});
     try {
-      return await this.raw.forward(inputs);
+      return await this.raw.forward(inputs, control.raw);
     } catch (error) {
       rethrow(error, site);
     } finally {
       this.noteSettled();
+      control.done();
     }
   }
 
-  async integratedGradients(inputs: Tensor[], options: IgOptions): Promise<IgResult> {
+  async integratedGradients(inputs: Tensor[], options: IgOptions & CallOptions): Promise<IgResult> {
     const site = callSite(this.integratedGradients);
+    // A non-object reaches the addon as it is, which rejects it with E_ARGUMENT.
+    const isObject = typeof options === 'object' && options !== null;
+    const control = cancelControl(isObject ? options : {});
     try {
-      return await this.raw.integratedGradients(inputs, options);
+      if (!isObject) return await this.raw.integratedGradients(inputs, options);
+      const { signal: _signal, deadline: _deadline, ...ig } = options;
+      return await this.raw.integratedGradients(inputs, { ...ig, ...control.raw });
     } catch (error) {
       rethrow(error, site);
+    } finally {
+      control.done();
     }
+  }
+
+  probeThreads(): Promise<number> {
+    return this.raw.probeThreads();
   }
 
   async dispose(): Promise<void> {

@@ -4,6 +4,11 @@
 // built back on the main thread (via a thread-safe function). No N-API call happens off the main thread.
 #include <napi.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <functional>
 #include <cstdlib>
 #include <memory>
@@ -12,6 +17,7 @@
 #include <set>
 
 #include "build_info.h"
+#include "cancel.h"
 #include "convert.h"
 #include "errors.h"
 #include "executor.h"
@@ -26,14 +32,46 @@ class ModelWrap;
 
 struct AddonData {
   Napi::FunctionReference modelConstructor;
+  Napi::FunctionReference cancelTokenConstructor;
   std::unique_ptr<Executor> loader;  // one thread for loads, so a slow load never blocks libuv's pool
   std::set<ModelWrap*> live;
   ~AddonData();
 };
 
+/**
+ * A JS handle on a native CancelToken: `new CancelToken()`, `.cancel(reason?)`, `.setTimeout(ms)`.
+ * Passed as `{ cancel }` to forward/integratedGradients; the executor checks it at safe points.
+ */
+class CancelTokenWrap : public Napi::ObjectWrap<CancelTokenWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CancelToken",
+                       {InstanceMethod<&CancelTokenWrap::Cancel>("cancel"),
+                        InstanceMethod<&CancelTokenWrap::SetTimeout>("setTimeout")});
+  }
+  explicit CancelTokenWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<CancelTokenWrap>(info), token_(std::make_shared<CancelToken>()) {}
+  const std::shared_ptr<CancelToken>& token() const { return token_; }
+
+ private:
+  void Cancel(const Napi::CallbackInfo& info) {
+    // The reason is kept as a pointer by the token: only fixed strings, chosen here.
+    bool deadline = info.Length() > 0 && info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "deadline";
+    token_->cancel(deadline ? "the request's deadline passed" : "the request was cancelled");
+  }
+  void SetTimeout(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber()) throw makeError(info.Env(), ErrorCode::Argument, "ms must be a number", ErrorKind::TypeError);
+    double ms = std::max(0.0, info[0].As<Napi::Number>().DoubleValue());
+    token_->setDeadline(CancelToken::Clock::now() +
+                        std::chrono::microseconds(static_cast<int64_t>(std::min(ms, 1e12) * 1000)));
+  }
+  std::shared_ptr<CancelToken> token_;
+};
+
 /** One call in flight: created on the main thread, executed on an executor thread, finished on the main thread. */
 struct Call {
   Napi::Promise::Deferred deferred;
+  std::shared_ptr<CancelToken> cancel = std::make_shared<CancelToken>();  // the caller's, or the call's own
   std::vector<Napi::ObjectReference> keepAlive;  // JS buffers the views point into, and the model object
   std::function<void(int lane)> execute;         // executor thread: plain C++ and LibTorch only
   std::function<Napi::Value(Napi::Env)> finish;  // main thread: builds the JS result
@@ -113,6 +151,19 @@ std::vector<TensorView> readInputs(const Napi::Value& value, std::vector<Napi::O
   return views;
 }
 
+/** `options.cancel` (a CancelToken made by this addon) or null when absent. Throws E_ARGUMENT. */
+std::shared_ptr<CancelToken> readCancel(const Napi::Value& options, const char* what) {
+  if (options.IsUndefined() || options.IsNull()) return nullptr;
+  if (!options.IsObject()) throw EngineError(ErrorCode::Argument, std::string(what) + " must be an object", ErrorKind::TypeError);
+  Napi::Value cancel = options.As<Napi::Object>().Get("cancel");
+  if (cancel.IsUndefined() || cancel.IsNull()) return nullptr;
+  auto* data = options.Env().GetInstanceData<AddonData>();
+  if (!cancel.IsObject() || !cancel.As<Napi::Object>().InstanceOf(data->cancelTokenConstructor.Value())) {
+    throw EngineError(ErrorCode::Argument, std::string(what) + ".cancel must be a CancelToken", ErrorKind::TypeError);
+  }
+  return CancelTokenWrap::Unwrap(cancel.As<Napi::Object>())->token();
+}
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -130,6 +181,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceAccessor<&ModelWrap::Workers>("workers"),
                            InstanceAccessor<&ModelWrap::ForwardCalls>("forwardCalls"),
                            InstanceAccessor<&ModelWrap::Optimization>("optimization"),
+                           InstanceAccessor<&ModelWrap::Threads>("threads"),
+                           InstanceAccessor<&ModelWrap::ExecutorThreads>("executorThreads"),
+                           InstanceMethod<&ModelWrap::ProbeThreads>("probeThreads"),
                        });
   }
 
@@ -143,6 +197,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     inputNames_ = model_->inputNames();
     executor_ = std::make_unique<Executor>(workers, prepareTorchThread);
     workers_ = workers;
+    threads_ = model_->threads();
     Env().GetInstanceData<AddonData>()->live.insert(this);
   }
 
@@ -150,6 +205,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     release();
     if (auto* data = Env().GetInstanceData<AddonData>()) data->live.erase(this);
   }
+
+  /** Asks every running call of this model to stop at its next safe point. */
+  void cancelAll() {
+    for (const auto& token : tokens_) token->cancel("the process is exiting");
+  }
+
+  /** The executor, when it still runs (for the exit hook). */
+  Executor* executor() { return executor_.get(); }
 
   /** Joins the executor threads (idle by now) and frees the module. */
   void release() {
@@ -172,15 +235,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return true;
   }
 
-  std::unique_ptr<Call> newCall(Napi::Env env) {
+  std::unique_ptr<Call> newCall(Napi::Env env, const std::shared_ptr<CancelToken>& token) {
     auto call = std::make_unique<Call>(env);
     call->keepAlive.push_back(Napi::Persistent(Value()));  // the wrap outlives its calls
+    if (token) call->cancel = token;
     ++inflight_;
-    call->settled = [this] { onSettled(); };
+    tokens_.insert(call->cancel);
+    call->settled = [this, token = call->cancel] { onSettled(token); };
     return call;
   }
 
-  void onSettled() {
+  void onSettled(const std::shared_ptr<CancelToken>& token) {
+    tokens_.erase(token);
     if (--inflight_ == 0 && disposed_) {
       release();
       for (auto& waiter : disposeWaiters_) waiter.Resolve(Env().Undefined());
@@ -199,11 +265,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     } catch (const EngineError& e) {
       return rejected(env, e);
     }
-    auto call = newCall(env);
+    std::shared_ptr<CancelToken> token;
+    try {
+      token = readCancel(info[1], "options");
+    } catch (const EngineError& e) {
+      return rejected(env, e);
+    }
+    auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<OutputNode>();
-    call->execute = [model = model_, views = std::move(views), result](int lane) {
-      *result = model->forward(views, lane);
+    call->execute = [model = model_, views = std::move(views), result, cancel = call->cancel](int lane) {
+      *result = model->forward(views, lane, cancel.get());
     };
     call->finish = [result](Napi::Env env) { return toJs(env, *result); };
     return dispatch(env, *executor_, std::move(call));
@@ -216,6 +288,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::vector<Napi::ObjectReference> keepAlive;
     std::vector<TensorView> views;
     IgOptions options;
+    std::shared_ptr<CancelToken> token;
     try {
       views = readInputs(info[0], keepAlive);
       if (!info[1].IsObject()) throw EngineError(ErrorCode::Argument, "options must be an object { target, ... }", ErrorKind::TypeError);
@@ -261,16 +334,26 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           throw EngineError(ErrorCode::Argument, "options.method must be 'gausslegendre' or 'riemann_trapezoid'", ErrorKind::RangeError);
         }
       }
+      Napi::Value budget = opts.Get("memoryBudget");
+      if (!budget.IsUndefined()) {
+        double b = budget.IsNumber() ? budget.As<Napi::Number>().DoubleValue() : -1;
+        if (!(b >= 0) || b != static_cast<double>(static_cast<int64_t>(b)) || b > 9.0e15) {
+          throw EngineError(ErrorCode::Argument, "options.memoryBudget must be a byte count >= 0", ErrorKind::RangeError);
+        }
+        options.memoryBudget = static_cast<int64_t>(b);
+      }
       Napi::Value baseline = opts.Get("baseline");
       if (!baseline.IsUndefined() && !baseline.IsNull()) options.baseline = readTensor(baseline, "options.baseline", keepAlive);
+      token = readCancel(opts, "options");
     } catch (const EngineError& e) {
       return rejected(env, e);
     }
-    auto call = newCall(env);
+    auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<IgResult>();
-    call->execute = [model = model_, views = std::move(views), options = std::move(options), result](int lane) {
-      *result = model->integratedGradients(views, options, lane);
+    call->execute = [model = model_, views = std::move(views), options = std::move(options), result,
+                     cancel = call->cancel](int lane) {
+      *result = model->integratedGradients(views, options, lane, cancel.get());
     };
     call->finish = [result](Napi::Env env) -> Napi::Value {
       Napi::Object out = Napi::Object::New(env);
@@ -278,6 +361,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Napi::Array delta = Napi::Array::New(env, result->delta.size());
       for (size_t i = 0; i < result->delta.size(); ++i) delta.Set(i, Napi::Number::New(env, result->delta[i]));
       out.Set("delta", delta);
+      out.Set("chunk", Napi::Number::New(env, result->chunk));
+      out.Set("passes", Napi::Number::New(env, result->passes));
+      out.Set("stepBytes", Napi::Number::New(env, static_cast<double>(result->stepBytes)));
       return out;
     };
     return dispatch(env, *executor_, std::move(call));
@@ -330,6 +416,23 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ForwardCalls(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(model_ ? model_->forwardCalls() : lastForwardCalls_));
   }
+  Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), threads_); }
+  Napi::Value ExecutorThreads(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), executor_ ? executor_->threadCount() : 0);
+  }
+
+  // Test hook: the intra-op thread count LibTorch reports on an executor thread of this model,
+  // after the model applied its own count there (as every forward does).
+  Napi::Value ProbeThreads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::optional<Napi::Promise> rejection;
+    if (!checkUsable(env, rejection)) return *rejection;
+    auto call = newCall(env, nullptr);
+    auto seen = std::make_shared<int>(0);
+    call->execute = [model = model_, seen](int) { *seen = model->prepareCallingThread(); };
+    call->finish = [seen](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *seen); };
+    return dispatch(env, *executor_, std::move(call));
+  }
 
   /** { serving: 'optimized' | 'original' | 'pending', reason } (reason: why the original serves, else ''). */
   Napi::Value Optimization(const Napi::CallbackInfo& info) {
@@ -354,13 +457,91 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   bool disposed_ = false;
   uint64_t lastForwardCalls_ = 0;
   std::vector<Napi::Promise::Deferred> disposeWaiters_;
+  std::set<std::shared_ptr<CancelToken>> tokens_;  // of the calls in flight (main thread only)
+  int threads_ = 0;
 };
 
 AddonData::~AddonData() {
-  // Environment teardown (process exit): stop every executor so no thread outlives the runtime.
-  for (ModelWrap* wrap : live) wrap->release();
+  // Environment teardown (end of the event loop, a worker thread ending): running calls stop at their
+  // next safe point, queued ones are dropped, and every executor thread is joined while LibTorch is
+  // still whole.
+  for (ModelWrap* wrap : live) wrap->cancelAll();
+  for (ModelWrap* wrap : live) {
+    if (Executor* e = wrap->executor()) e->shutdown(/*dropQueued=*/true);
+    wrap->release();
+  }
   live.clear();
-  if (loader) loader->shutdown();
+  if (loader) loader->shutdown(/*dropQueued=*/true);
+}
+
+/**
+ * Why exit crashed (found with gdb): an executor thread was inside computeIntegratedGradients →
+ * mkldnn_convolution → libdnnl while the main thread sat in the addon's atexit handler, joining it.
+ * exit() runs atexit handlers and the destructors of function-local statics in reverse order of
+ * registration, and LibTorch/oneDNN register many of theirs lazily, on first use — after the
+ * addon's Init registered its handler — so they were destroyed first, under the running thread
+ * (SIGSEGV; sometimes heap corruption, "malloc_consolidate(): unaligned fastbin chunk detected").
+ * Registering a handler later does not fix it either (tried, and gdb showed why): a thread still
+ * running registers new statics during exit() — oneDNN creating a kernel it had not needed yet —
+ * and those are destroyed before any handler registered earlier. A napi env cleanup hook does not
+ * run on process.exit() at all.
+ *
+ * So no LibTorch work may be running once exit() starts. src/native.ts calls prepareForExit from
+ * process 'exit', which Node emits for process.exit(), an uncaught exception and the end of the
+ * event loop, before it calls exit(). There we
+ *   1. mark the process exiting and cancel this env's calls: integrated gradients stops at its next
+ *      chunk boundary, a forward not yet started is skipped; queued calls are dropped;
+ *   2. wait up to kExitGrace for the running calls to return, then join the parked threads while
+ *      the libraries are whole (their thread-local destructors need them) and let exit() proceed;
+ *   3. if a call is still inside one LibTorch operator after that (nothing can interrupt it),
+ *      return false: native.ts then ends the process with exitNow(code) (_exit, the intended code),
+ *      because running exit()'s destructors under that thread is what crashed.
+ */
+constexpr std::chrono::milliseconds kExitGrace{1000};
+
+/** prepareForExit(code, isMainThread) → true when every executor thread of this env was stopped. */
+Napi::Value PrepareForExitJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool isMainThread = info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : true;
+  auto* data = env.GetInstanceData<AddonData>();
+  // The exiting flag is process-wide: only the main thread's exit may set it.
+  if (isMainThread) markProcessExiting();
+  std::vector<Executor*> executors;
+  for (ModelWrap* wrap : data->live) {
+    wrap->cancelAll();
+    if (Executor* e = wrap->executor()) executors.push_back(e);
+  }
+  if (data->loader) executors.push_back(data->loader.get());
+  const auto until = std::chrono::steady_clock::now() + kExitGrace;
+  bool idle = true;
+  for (Executor* e : executors) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    idle = e->quiesce(std::max(left, std::chrono::milliseconds(0))) && idle;
+  }
+  if (idle) {
+    for (Executor* e : executors) e->shutdown(/*dropQueued=*/true);
+  }
+  return Napi::Boolean::New(env, idle);
+}
+
+/** exitNow(code): C stdio flushed, then _exit(code) — no atexit handler, no static destructor. */
+void ExitNowJs(const Napi::CallbackInfo& info) {
+  int code = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  std::fflush(nullptr);
+  _exit(code);
+}
+
+/**
+ * Backstop for an exit() that bypasses process 'exit' (a native library calling exit()): it runs
+ * after the statics LibTorch registered lazily are gone, so it only stops the executors, leaves
+ * idle threads parked, and _exit()s if a call is still inside LibTorch.
+ */
+void registerBackstopExitHook() {
+#ifdef __GLIBC__
+  on_exit([](int status, void*) { Executor::shutdownAllForExit(status, kExitGrace, /*join=*/false); }, nullptr);
+#else
+  std::atexit([] { Executor::shutdownAllForExit(EXIT_FAILURE, kExitGrace, /*join=*/false); });
+#endif
 }
 
 Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
@@ -429,12 +610,16 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // process.exit() skips environment cleanup and goes straight to exit(): stop the executors before
-  // LibTorch's static destructors run (registered after LibTorch loaded, so it runs before them).
+  // The exit hook proper is prepareForExit (above), called from JS before exit().
   static std::once_flag exitHook;
-  std::call_once(exitHook, [] { std::atexit([] { Executor::shutdownAllForExit(); }); });
+  std::call_once(exitHook, registerBackstopExitHook);
   auto* data = new AddonData();
   data->modelConstructor = Napi::Persistent(ModelWrap::Define(env));
+  Napi::Function cancelToken = CancelTokenWrap::Define(env);
+  data->cancelTokenConstructor = Napi::Persistent(cancelToken);
+  exports.Set("CancelToken", cancelToken);
+  exports.Set("prepareForExit", Napi::Function::New<PrepareForExitJs>(env, "prepareForExit"));
+  exports.Set("exitNow", Napi::Function::New<ExitNowJs>(env, "exitNow"));
   env.SetInstanceData<AddonData>(data);
   exports.Set("buildInfo", Napi::Function::New<BuildInfoJs>(env, "buildInfo"));
   exports.Set("loadModel", Napi::Function::New<LoadModelJs>(env, "loadModel"));

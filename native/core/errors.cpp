@@ -12,6 +12,7 @@ const char* errorCodeName(ErrorCode code) {
     case ErrorCode::OutOfMemory: return "E_OOM";
     case ErrorCode::Disposed: return "E_DISPOSED";
     case ErrorCode::Argument: return "E_ARGUMENT";
+    case ErrorCode::Cancelled: return "E_CANCELLED";
   }
   return "E_FORWARD";
 }

@@ -6,7 +6,7 @@
 
 namespace torchd {
 
-enum class ErrorCode { Load, Device, DType, Shape, Forward, OutOfMemory, Disposed, Argument };
+enum class ErrorCode { Load, Device, DType, Shape, Forward, OutOfMemory, Disposed, Argument, Cancelled };
 
 /** Which JS constructor the addon uses: bad arguments are TypeError/RangeError, the rest Error. */
 enum class ErrorKind { Error, TypeError, RangeError };

@@ -1,8 +1,14 @@
 #include "executor.h"
 
-#include "errors.h"
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 
 #include <set>
+
+#include "cancel.h"
+#include "errors.h"
 
 namespace torchd {
 
@@ -33,13 +39,28 @@ Executor::~Executor() {
   registry().erase(this);
 }
 
-void Executor::shutdownAllForExit() {
+void Executor::shutdownAllForExit(int status, std::chrono::milliseconds grace, bool join) {
+  markProcessExiting();
   std::vector<Executor*> all;
   {
     std::lock_guard<std::mutex> lock(registryMutex());
     all.assign(registry().begin(), registry().end());
   }
-  for (Executor* e : all) e->shutdown(/*dropQueued=*/true);
+  const auto until = std::chrono::steady_clock::now() + grace;
+  bool idle = true;
+  for (Executor* e : all) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    idle = e->quiesce(std::max(left, std::chrono::milliseconds(0))) && idle;
+  }
+  if (!idle) {
+    std::fflush(nullptr);
+    _exit(status);
+  }
+  // Joined now, while LibTorch is whole: their thread-local destructors (OpenMP teams, oneDNN
+  // scratchpads) need it.
+  if (join) {
+    for (Executor* e : all) e->shutdown(/*dropQueued=*/true);
+  }
 }
 
 void Executor::spawnLocked() {
@@ -51,13 +72,35 @@ void Executor::spawnLocked() {
   threads_.emplace_back([this, lane] { run(lane); });
 }
 
+std::vector<std::thread> Executor::takeRetiredLocked() {
+  std::vector<std::thread> done;
+  for (auto id : retired_) {
+    for (auto it = threads_.begin(); it != threads_.end(); ++it) {
+      if (it->get_id() == id) {
+        done.push_back(std::move(*it));
+        threads_.erase(it);
+        break;
+      }
+    }
+  }
+  retired_.clear();
+  return done;
+}
+
 void Executor::resize(int workers) {
   if (workers < 1) throw EngineError(ErrorCode::Argument, "workers must be >= 1", ErrorKind::RangeError);
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (stopping_) return;
-  target_ = workers;
-  while (live_ < target_) spawnLocked();
+  std::vector<std::thread> retired;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return;
+    retired = takeRetiredLocked();
+    target_ = workers;
+    while (live_ < target_) spawnLocked();
+  }
   wake_.notify_all();
+  // Retired threads have left run() (they registered themselves under the lock on the way out), so
+  // these joins only wait for their thread-local destructors (LibTorch's, OpenMP's thread team).
+  for (auto& t : retired) t.join();
 }
 
 int Executor::size() const {
@@ -65,13 +108,26 @@ int Executor::size() const {
   return target_;
 }
 
+int Executor::threadCount() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int>(threads_.size());
+}
+
+int Executor::running() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_;
+}
+
 void Executor::submit(Job job) {
+  std::vector<std::thread> retired;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
     queue_.push_back(std::move(job));
+    retired = takeRetiredLocked();
   }
   wake_.notify_one();
+  for (auto& t : retired) t.join();
 }
 
 void Executor::run(int lane) {
@@ -80,9 +136,11 @@ void Executor::run(int lane) {
   for (;;) {
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || live_ > target_; });
     if (live_ > target_ && !stopping_) {
-      // Retire: hand the lane back so a later grow can reuse it (and its CUDA stream).
+      // Retire: hand the lane back so a later grow can reuse it (and its CUDA stream), and leave
+      // this thread's id for the next resize/submit to join.
       --live_;
       laneBusy_[lane] = false;
+      retired_.push_back(std::this_thread::get_id());
       return;
     }
     if (queue_.empty()) {
@@ -91,20 +149,32 @@ void Executor::run(int lane) {
     }
     Job job = std::move(queue_.front());
     queue_.pop_front();
+    ++running_;
     lock.unlock();
     job(lane);
     lock.lock();
+    --running_;
+    idle_.notify_all();
   }
 }
 
+bool Executor::quiesce(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  queue_.clear();
+  stopping_ = true;
+  wake_.notify_all();
+  return idle_.wait_for(lock, timeout, [&] { return running_ == 0; });
+}
+
 void Executor::shutdown(bool dropQueued) {
-  std::vector<std::thread> threads;
+  std::list<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (dropQueued) queue_.clear();
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
     threads.swap(threads_);
+    retired_.clear();
   }
   wake_.notify_all();
   for (auto& t : threads) {

@@ -1,10 +1,12 @@
-// A pool of threads owned by one model (not libuv's pool, which fs, multer and sharp share).
+// A pool of threads owned by one model instance (not libuv's pool, which fs, multer and sharp share).
 // Jobs run FIFO; each job learns its lane (a small, stable worker index used to pick a CUDA
 // stream), and no two running jobs share a lane.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -22,32 +24,53 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  /** Queues a job; it must not throw (the caller catches inside). */
+  /** Queues a job; it must not throw (the caller catches inside). Dropped once stopping. */
   void submit(Job job);
-  /** Grows now; shrinking retires idle threads as they finish their current job (never blocks). */
+  /**
+   * Grows now; shrinking retires idle threads as they finish their current job (never blocks).
+   * Threads retired earlier are joined here (they have returned already, so this is quick).
+   */
   void resize(int workers);
   int size() const;
+  /** Threads started and not yet joined (live plus retired-but-unjoined): a test hook. */
+  int threadCount() const;
+  /** Jobs running now. */
+  int running() const;
   /** Finishes queued jobs (or drops them) and joins all threads; later submits are dropped. Idempotent. */
   void shutdown(bool dropQueued = false);
+  /**
+   * Stops taking work: drops queued jobs, refuses new ones, and waits up to `timeout` for the running
+   * ones to return. True when none is running any more (the threads then only wait to be joined).
+   */
+  bool quiesce(std::chrono::milliseconds timeout);
 
   /**
-   * For process exit (an atexit handler): drops every executor's queued jobs and waits for the
-   * running ones, so no thread is inside LibTorch while its static destructors run.
+   * For exit(), from a handler that runs before LibTorch's static destructors (see addon.cpp):
+   * marks the process exiting (running jobs stop at their next safe point), drops every executor's
+   * queue and waits up to `grace` for running jobs. Then either joins every thread (all idle), or
+   * ends the process at once with _exit(status), because a job still inside a LibTorch operator
+   * would crash in the destructors exit() is about to run. `join` false leaves idle threads parked
+   * (for a handler that runs after LibTorch's statics are gone, where joining would run their
+   * thread-local destructors against torn-down libraries).
    */
-  static void shutdownAllForExit();
+  static void shutdownAllForExit(int status, std::chrono::milliseconds grace, bool join = true);
 
  private:
   void run(int lane);
   void spawnLocked();
+  std::vector<std::thread> takeRetiredLocked();
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
+  std::condition_variable idle_;  // signalled when a job returns
   std::deque<Job> queue_;
-  std::vector<std::thread> threads_;
-  std::vector<bool> laneBusy_;  // lane ids in use by live threads
+  std::list<std::thread> threads_;
+  std::vector<std::thread::id> retired_;  // returned from run(), waiting to be joined
+  std::vector<bool> laneBusy_;            // lane ids in use by live threads
   std::function<void()> onThreadStart_;
   int target_ = 0;
   int live_ = 0;
+  int running_ = 0;
   bool stopping_ = false;
 };
 

@@ -2,8 +2,16 @@
 
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
+#include <optional>
+
+#include "memory_probe.h"
 #include "model_impl.h"
 #include "tensor_io_torch.h"
+
+#ifdef TORCHD_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 namespace torchd {
 
@@ -49,11 +57,15 @@ at::Tensor repeatBatch(const at::Tensor& t, int64_t copies) {
 
 IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<at::Tensor>& inputs,
                                     const at::Tensor& baseline, const std::vector<int64_t>& target,
-                                    const Quadrature& rule, int chunk) {
+                                    const Quadrature& rule, const IgControl& control) {
   const at::Tensor& x = inputs[0];
   const int64_t n = x.size(0);
   const int steps = static_cast<int>(rule.alphas.size());
-  const int perPass = chunk <= 0 || chunk > steps ? steps : chunk;
+  int perPass = control.chunk <= 0 || control.chunk > steps ? steps : control.chunk;
+  auto checkpoint = [&] {
+    if (control.cancel) control.cancel->throwIfStopped();
+  };
+  checkpoint();
 
   auto argsFor = [&](const at::Tensor& first, int64_t copies) {
     std::vector<c10::IValue> args{first};
@@ -92,8 +104,26 @@ IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<
   std::vector<int64_t> stepShape{-1};
   for (int64_t d = 0; d < x.dim(); ++d) stepShape.push_back(1);
 
-  for (int start = 0; start < steps; start += perPass) {
-    const int count = std::min(perPass, steps - start);
+  // With a budget, the first pass is one step measured; its peak sets the size of the others.
+  const bool measure = control.memoryBudget > 0 && perPass > 1;
+  int64_t stepBytes = 0;
+  int passes = 0;
+  int largestPass = 0;
+  for (int start = 0; start < steps;) {
+    checkpoint();
+    const int count = std::min(measure && passes == 0 ? 1 : perPass, steps - start);
+    std::optional<MemoryProbe> probe;
+#ifdef TORCHD_WITH_CUDA
+    const bool onCuda = measure && passes == 0 && control.cudaDevice >= 0;
+    int64_t cudaBefore = 0;
+    if (onCuda) {
+      // The caching allocator's peak since a reset: other streams on the device can only inflate
+      // it, which errs towards smaller chunks.
+      c10::cuda::CUDACachingAllocator::resetPeakStats(control.cudaDevice);
+      cudaBefore = c10::cuda::CUDACachingAllocator::getDeviceStats(control.cudaDevice).allocated_bytes[0].current;
+    }
+#endif
+    if (measure && passes == 0) probe.emplace();
     auto alphas = torch::tensor(std::vector<double>(rule.alphas.begin() + start, rule.alphas.begin() + start + count),
                                 x.options().dtype(at::kDouble))
                       .to(x.scalar_type());
@@ -110,6 +140,23 @@ IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<
     std::vector<int64_t> perStep{count};
     perStep.insert(perStep.end(), x.sizes().begin(), x.sizes().end());
     totalGrad += (grad.detach().to(at::kDouble).reshape(perStep) * weights.view(stepShape)).sum(0);
+    if (probe) {
+      stepBytes = probe->peakBytes();
+#ifdef TORCHD_WITH_CUDA
+      if (onCuda) {
+        stepBytes = c10::cuda::CUDACachingAllocator::getDeviceStats(control.cudaDevice).allocated_bytes[0].peak - cudaBefore;
+      }
+#endif
+      probe.reset();
+      // Nothing measured (no counting allocator): keep the caller's chunk rather than guess.
+      if (stepBytes > 0) {
+        int64_t fit = control.memoryBudget / stepBytes;
+        perPass = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(fit, perPass)));
+      }
+    }
+    largestPass = std::max(largestPass, count);
+    ++passes;
+    start += count;
   }
 
   at::Tensor attributions = (totalGrad * diff.to(at::kDouble));
@@ -118,6 +165,9 @@ IgResult computeIntegratedGradients(const ForwardFn& forward, const std::vector<
   at::Tensor sumsCpu = sums.to(at::kCPU).contiguous();
   result.delta.assign(sumsCpu.data_ptr<double>(), sumsCpu.data_ptr<double>() + n);
   result.attributions = tensorNode(attributions.to(x.scalar_type()));
+  result.chunk = largestPass;
+  result.passes = passes;
+  result.stepBytes = stepBytes;
   return result;
 }
 

@@ -11,6 +11,7 @@
 #endif
 #include <sstream>
 
+#include "memory_probe.h"
 #include "model_impl.h"
 #include "optimize.h"
 #include "tensor_io_torch.h"
@@ -24,13 +25,15 @@ namespace torchd {
 
 namespace {
 
-std::atomic<int> gIntraOpThreads{0};
 thread_local int tAppliedThreads = -1;
 
-void applyIntraOpThreads() {
-  int wanted = gIntraOpThreads.load();
+/**
+ * Gives the calling thread `wanted` intra-op threads (0 = keep LibTorch's default). With the OpenMP
+ * backend the count lives per calling thread, so a model applies its own count on the executor
+ * thread that runs its call; each executor belongs to one model, so this changes at most once.
+ */
+void applyIntraOpThreads(int wanted) {
   if (wanted > 0 && wanted != tAppliedThreads) {
-    // With the OpenMP backend the count is per calling thread, so each executor thread applies it.
     at::set_num_threads(wanted);
     tAppliedThreads = wanted;
   }
@@ -87,18 +90,9 @@ DeviceSpec parseDevice(const std::string& text) {
 
 }  // namespace
 
-void setIntraOpThreads(int n) {
-  if (n < 1) throw EngineError(ErrorCode::Argument, "threads must be >= 1", ErrorKind::RangeError);
-  gIntraOpThreads.store(n);
-  applyIntraOpThreads();
-}
-
 int intraOpThreads() { return at::get_num_threads(); }
 
-void prepareTorchThread() {
-  at::init_num_threads();
-  applyIntraOpThreads();
-}
+void prepareTorchThread() { at::init_num_threads(); }
 
 [[noreturn]] void rethrowAsEngineError(const char* rawWhat) {
   std::string what = scriptErrorSummary(rawWhat);
@@ -143,6 +137,7 @@ void prepareTorchThread() {
 struct Model::Impl {
   std::string path;
   DeviceSpec device;
+  int threads = 0;  // intra-op threads for this model's calls; 0 = LibTorch's default
   at::ScalarType computeFloat = at::kFloat;
   bool castFloats = false;  // precision != fp32 on CUDA
   /**
@@ -287,7 +282,10 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->device = parseDevice(options.device);
-  if (options.threads > 0) setIntraOpThreads(options.threads);
+  if (options.threads < 0) throw EngineError(ErrorCode::Argument, "threads must be >= 1", ErrorKind::RangeError);
+  impl->threads = options.threads;
+  // Before the first tensor is allocated through it (see memory_probe.h; idempotent).
+  installAllocationCounter();
   if (options.precision == "fp16" || options.precision == "bf16") {
     if (impl->device.device.is_cuda()) {
       impl->castFloats = true;
@@ -302,6 +300,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   }
   try {
     prepareTorchThread();
+    applyIntraOpThreads(impl->threads);
     impl->original = std::make_shared<torch::jit::Module>(impl->loadModule());
     torch::jit::Module& module = *impl->original;
     for (const auto& p : module.parameters()) {
@@ -338,10 +337,12 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   return std::shared_ptr<Model>(new Model(std::move(impl)));
 }
 
-OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane) {
+OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane, const CancelToken* cancel) {
   impl_->checkInputs(inputs);
+  // The only safe point of a forward is before it starts: LibTorch cannot stop inside an operator.
+  if (cancel) cancel->throwIfStopped();
   impl_->forwardCalls.fetch_add(1);
-  applyIntraOpThreads();
+  applyIntraOpThreads(impl_->threads);
   try {
 #ifdef TORCHD_WITH_CUDA
     std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
@@ -369,11 +370,14 @@ OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane) {
   }
 }
 
-IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane) {
+IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane,
+                                    const CancelToken* cancel) {
   if (inputs.empty()) throw EngineError(ErrorCode::Argument, "integrated gradients needs at least one input", ErrorKind::RangeError);
   impl_->checkInputs(inputs);
   if (options.steps < 1) throw EngineError(ErrorCode::Argument, "steps must be >= 1", ErrorKind::RangeError);
   if (options.chunk < 0) throw EngineError(ErrorCode::Argument, "chunk must be >= 1", ErrorKind::RangeError);
+  if (options.memoryBudget < 0) throw EngineError(ErrorCode::Argument, "memoryBudget must be >= 0", ErrorKind::RangeError);
+  if (cancel) cancel->throwIfStopped();
   const auto& x = inputs[0];
   if (x.dtype != DType::Float32 && x.dtype != DType::Float64 && x.dtype != DType::Float16 &&
       x.dtype != DType::BFloat16) {
@@ -389,9 +393,9 @@ IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const
                           std::to_string(n),
                       ErrorKind::RangeError);
   }
-  Quadrature rule = options.method == IgMethod::GaussLegendre ? gaussLegendre(options.steps)
+  Quadrature rule = options.method == IgMethod::GaussLegendre ? gaussLegendre(options.steps, cancel)
                                                                : riemannTrapezoid(options.steps);
-  applyIntraOpThreads();
+  applyIntraOpThreads(impl_->threads);
   try {
 #ifdef TORCHD_WITH_CUDA
     std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
@@ -425,13 +429,23 @@ IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const
     // Autograd needs the module as saved (the optimised copy's oneDNN ops have no backward).
     std::shared_ptr<torch::jit::Module> original = impl_->originalModule();
     ForwardFn forward = [original](std::vector<c10::IValue> args) { return original->forward(std::move(args)); };
-    return computeIntegratedGradients(forward, tensors, baseline, options.target, rule, options.chunk);
+    IgControl control;
+    control.chunk = options.chunk;
+    control.memoryBudget = options.memoryBudget;
+    control.cancel = cancel;
+    if (impl_->device.device.is_cuda()) control.cudaDevice = impl_->device.device.index();
+    return computeIntegratedGradients(forward, tensors, baseline, options.target, rule, control);
   } catch (...) {
     rethrowCurrentAsEngineError();
   }
 }
 
 const std::string& Model::path() const { return impl_->path; }
+int Model::prepareCallingThread() {
+  applyIntraOpThreads(impl_->threads);
+  return at::get_num_threads();
+}
+int Model::threads() const { return impl_->threads > 0 ? impl_->threads : at::get_num_threads(); }
 const std::string& Model::device() const { return impl_->device.name; }
 const std::vector<std::string>& Model::inputNames() const { return impl_->inputNames; }
 size_t Model::requiredInputs() const { return impl_->requiredInputs; }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cancel.h"
 #include "tensor_io.h"
 
 namespace torchd {
@@ -15,7 +16,10 @@ namespace torchd {
 struct LoadOptions {
   /** "cpu", "cuda" or "cuda:N". */
   std::string device = "cpu";
-  /** LibTorch intra-op threads, process-wide (0 = leave LibTorch's setting). */
+  /**
+   * LibTorch intra-op threads for this model's calls (0 = LibTorch's default). Applied on the thread
+   * that runs each call (OpenMP keeps the count per calling thread), so models keep their own counts.
+   */
   int threads = 0;
   /** CUDA only: "fp32", "fp16" or "bf16" (weights and float inputs cast; float outputs come back fp32). */
   std::string precision = "fp32";
@@ -44,8 +48,13 @@ struct IgOptions {
   IgMethod method = IgMethod::GaussLegendre;
   /** Same shape as inputs[0], or inputs[0]'s shape without the batch dim; zeros when absent. */
   std::optional<TensorView> baseline;
-  /** Integration steps per forward/backward pass (each step holds N scaled copies); 0 = all steps. */
+  /** Most integration steps per forward/backward pass (each step holds N scaled copies); 0 = no cap. */
   int chunk = 0;
+  /**
+   * Extra bytes one explanation may hold (0 = unbounded): passes are sized so that their measured
+   * peak stays under it, whatever `steps` is (see computeIntegratedGradients).
+   */
+  int64_t memoryBudget = 0;
 };
 
 struct IgResult {
@@ -53,13 +62,15 @@ struct IgResult {
   OutputNode attributions;
   /** Per example: sum(attributions) - (F(x)_t - F(baseline)_t). */
   std::vector<double> delta;
+  /** Steps in the largest pass, number of passes, and the measured bytes of one step (0 = not measured). */
+  int chunk = 0;
+  int passes = 0;
+  int64_t stepBytes = 0;
 };
 
-/** Sets LibTorch's intra-op thread count for every thread that runs model work (n >= 1). */
-void setIntraOpThreads(int n);
 /** The intra-op thread count in effect on the calling thread. */
 int intraOpThreads();
-/** Run first on every thread that will call into LibTorch (sets the intra-op thread count). */
+/** Run first on every thread that will call into LibTorch (initialises LibTorch's thread state). */
 void prepareTorchThread();
 
 class Model {
@@ -69,12 +80,18 @@ class Model {
   ~Model();
 
   /**
-   * Runs forward under InferenceMode. `lane` picks the CUDA stream (one per executor thread).
-   * Throws EngineError E_ARGUMENT, E_DTYPE, E_SHAPE, E_FORWARD or E_OOM.
+   * Runs forward under InferenceMode. `lane` picks the CUDA stream (one per executor thread); a
+   * stopped `cancel` token (may be null) skips the call. Throws EngineError E_ARGUMENT, E_DTYPE,
+   * E_SHAPE, E_FORWARD, E_OOM or E_CANCELLED.
    */
-  OutputNode forward(const std::vector<TensorView>& inputs, int lane = 0);
-  /** Integrated gradients w.r.t. inputs[0]; same errors as forward. */
-  IgResult integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane = 0);
+  OutputNode forward(const std::vector<TensorView>& inputs, int lane = 0, const CancelToken* cancel = nullptr);
+  /** Integrated gradients w.r.t. inputs[0], cancellable between passes; same errors as forward. */
+  IgResult integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane = 0,
+                               const CancelToken* cancel = nullptr);
+  /** The intra-op thread count this model's calls run with (its LoadOptions.threads or LibTorch's default). */
+  int threads() const;
+  /** Applies this model's intra-op thread count to the calling thread; returns the count in effect there. */
+  int prepareCallingThread();
 
   const std::string& path() const;
   /** The settled device, e.g. "cpu" or "cuda:0". */
