@@ -3,7 +3,6 @@
 // and the set of open streams that shutdown ends with UNAVAILABLE.
 import {
   Metadata,
-  status as Code,
   type sendUnaryData,
   type ServerDuplexStream,
   type ServerUnaryCall,
@@ -97,6 +96,9 @@ export function shuttingDown(reason?: string): ServiceUnavailableError {
 
 type Call = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown> | ServerDuplexStream<unknown, unknown>;
 
+/** Bidirectional methods: answered in order by answerInOrder, metered per request. */
+const BIDI_METHODS = new Set(['StreamPredictions2', 'ModelStreamInfer']);
+
 export interface OpenedCall {
   ctx: CallContext;
   /** Why the call is refused before any work (token, draining), if it is. */
@@ -142,7 +144,7 @@ export function openCall(o: ServiceOptions, method: string, call: Call, parent?:
     const ms = Math.round((performance.now() - start) * 1000) / 1000;
     const status = err ? err.status : call.cancelled ? 499 : 200;
     // A bidirectional stream is metered per request; the stream itself is only logged.
-    if (o.metered && !(method === 'StreamPredictions2' && !parent)) o.deps.metrics.request(ctx.model, ctx.version, status, ms, 'grpc');
+    if (o.metered && !(BIDI_METHODS.has(method) && !parent)) o.deps.metrics.request(ctx.model, ctx.version, status, ms, 'grpc');
     const line = { id: ctx.id, protocol: 'grpc', method: `/${o.service}/${method}`, model: ctx.model ?? null, version: ctx.version ?? null, status, ms };
     if (status >= 500) o.deps.logger.error({ ...line, err: err?.message }, 'request failed');
     else o.deps.logger.info(line, 'request');
@@ -182,4 +184,56 @@ export function endStream(call: ServerWritableStream<unknown, unknown> | ServerD
   else call.end();
 }
 
-export const OK = Code.OK;
+
+/**
+ * A bidirectional stream answered in arrival order: every request starts at once (so they batch) and its
+ * answer, or `failed(err, request)` for one that failed, is written in order while the stream stays open.
+ * Each request is one request in the metrics and the log. On shutdown the requests already received are
+ * answered, then the stream ends UNAVAILABLE.
+ */
+export function answerInOrder<Req, Res>(
+  o: ServiceOptions,
+  method: string,
+  call: ServerDuplexStream<Req, Res>,
+  handle: (request: Req, ctx: CallContext) => Promise<Res>,
+  failed: (err: unknown, request: Req) => Res,
+): void {
+  const opened = openCall(o, method, call as Call);
+  if (opened.refused) {
+    opened.finish(opened.refused);
+    return endStream(call as ServerDuplexStream<unknown, unknown>, opened.refused);
+  }
+  let tail: Promise<void> = Promise.resolve();
+  let ended = false;
+  const finishStream = (err?: TorchdError) => {
+    if (ended) return;
+    ended = true;
+    untrack();
+    void tail.then(() => endStream(call as ServerDuplexStream<unknown, unknown>, err));
+  };
+  const untrack = o.state.trackStream((reason) => finishStream(shuttingDown(reason)));
+  call.on('data', (request: Req) => {
+    if (ended) return;
+    const one = openCall(o, method, call as Call, opened.ctx);
+    const answer = handle(request, one.ctx).then(
+      (res) => (one.finish(), res),
+      (err: unknown) => {
+        one.finish(asTorchdError(err, o.deps.config.maxRequestSize));
+        return failed(err, request);
+      },
+    );
+    tail = tail.then(async () => {
+      const res = await answer;
+      if (!call.cancelled && !call.writableEnded) call.write(res);
+    });
+  });
+  call.on('end', () => {
+    opened.finish();
+    finishStream();
+  });
+  call.on('cancelled', () => {
+    opened.finish();
+    ended = true;
+    untrack();
+  });
+}

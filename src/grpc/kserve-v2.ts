@@ -2,7 +2,7 @@
 // protobuf messages and the same decoded request / named outputs that REST /v2 uses (src/http/v2), so
 // the two transports answer identically. Raw inputs become typed-array views over the received
 // message (no copy when aligned) and answers use raw outputs when the request did.
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BadRequestError } from '../errors.js';
 import type { DType } from '../native.js';
 import {
@@ -23,7 +23,7 @@ import {
 import { ITEM_SIZE, SUPPORTED_DATATYPES, V2_TO_DTYPE, isNumericDatatype, type V2Datatype } from '../http/v2/datatypes.js';
 import { checkElementCount } from '../service/index.js';
 import { modelMetadata, selectOutputs, serverVersion, v2ServiceRequest } from '../http/v2/index.js';
-import { type CallContext, type ServiceOptions, unary } from './calls.js';
+import { answerInOrder, type CallContext, type ServiceOptions, statusMessage, unary } from './calls.js';
 import { resolveModel } from './torchserve.js';
 
 type Long = string;
@@ -193,6 +193,30 @@ export function encodeOutputs(outputs: NamedOutput[], raw: boolean): { outputs: 
 
 export function kserveV2Service(o: ServiceOptions): UntypedServiceImplementation {
   const { registry, service } = o.deps;
+  /** One ModelInfer: resolve, a queue slot before any decoding, the service, the answer (raw if the request was). */
+  const modelInfer = async (req: ModelInferRequest, ctx: CallContext) => {
+    const mv = resolveModel(registry, req.model_name, req.model_version, ctx);
+    // The slot first: a refused call decodes nothing.
+    const admission = service.admit({ model: mv.spec.name, version: mv.spec.version, protocol: 'grpc-kserve-v2', signal: ctx.signal, deadline: ctx.deadline });
+    let decoded: ReturnType<typeof decodeModelInfer>;
+    let outputs;
+    try {
+      decoded = decodeModelInfer(req, { maxElements: service.limits.maxRequestElements, maxJsonDepth: service.limits.maxJsonDepth });
+      const result = await admission.run(v2ServiceRequest(decoded.request, false));
+      outputs = result.kind === 'tensors' ? result.outputs : [];
+    } finally {
+      admission.release();
+    }
+    const { request, raw } = decoded;
+    const selected = selectOutputs(request, outputs);
+    return {
+      model_name: mv.spec.name,
+      model_version: mv.spec.version,
+      id: req.id,
+      ...encodeOutputs(selected.outputs, raw),
+    };
+  };
+
   return {
     ServerLive: unary(o, 'ServerLive', () => ({ live: true })),
     ServerReady: unary(o, 'ServerReady', () => ({ ready: o.state.ready() })),
@@ -204,28 +228,12 @@ export function kserveV2Service(o: ServiceOptions): UntypedServiceImplementation
     ModelMetadata: unary(o, 'ModelMetadata', (req: { name: string; version: string }, ctx: CallContext) =>
       modelMetadata(o.deps, resolveModel(registry, req.name, req.version, ctx)),
     ),
-    ModelInfer: unary(o, 'ModelInfer', async (req: ModelInferRequest, ctx: CallContext) => {
-      const mv = resolveModel(registry, req.model_name, req.model_version, ctx);
-      // The slot first: a refused call decodes nothing.
-      const admission = service.admit({ model: mv.spec.name, version: mv.spec.version, protocol: 'grpc-kserve-v2', signal: ctx.signal, deadline: ctx.deadline });
-      let decoded: ReturnType<typeof decodeModelInfer>;
-      let outputs;
-      try {
-        decoded = decodeModelInfer(req, { maxElements: service.limits.maxRequestElements, maxJsonDepth: service.limits.maxJsonDepth });
-        const result = await admission.run(v2ServiceRequest(decoded.request, false));
-        outputs = result.kind === 'tensors' ? result.outputs : [];
-      } finally {
-        admission.release();
-      }
-      const { request, raw } = decoded;
-      const selected = selectOutputs(request, outputs);
-      return {
-        model_name: mv.spec.name,
-        model_version: mv.spec.version,
-        id: req.id,
-        ...encodeOutputs(selected.outputs, raw),
-      };
-    }),
+    ModelInfer: unary(o, 'ModelInfer', modelInfer),
+    ModelStreamInfer(call: ServerDuplexStream<ModelInferRequest, unknown>) {
+      answerInOrder(o, 'ModelStreamInfer', call, async (req, ctx) => ({ error_message: '', infer_response: await modelInfer(req, ctx) }), (err) => ({
+        error_message: statusMessage(err, o.deps.config.maxRequestSize).message,
+      }));
+    },
   };
 }
 

@@ -1,12 +1,12 @@
 // org.pytorch.serve.grpc.inference.InferenceAPIsService: TorchServe's gRPC inference API as a thin codec over the
 // inference service, built as REST /predictions builds its request (the `input` map is the request's parts).
 import type { ServerDuplexStream, ServerWritableStream, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { BadRequestError, type TorchdError } from '../errors.js';
+import { BadRequestError } from '../errors.js';
 import type { ModelVersion, Registry } from '../engine/types.js';
 import { serializeJsonBuffer, type InputPart } from '../handlers/index.js';
 import { torchserveBody, torchserveRequest } from '../http/torchserve.js';
 import { asTorchdError } from './status.js';
-import { type CallContext, endStream, openCall, type ServiceOptions, shuttingDown, statusMessage, unary } from './calls.js';
+import { answerInOrder, type CallContext, endStream, openCall, type ServiceOptions, statusMessage, unary } from './calls.js';
 
 interface PredictionsRequest {
   model_name: string;
@@ -86,46 +86,10 @@ export function torchserveInferenceService(o: ServiceOptions): UntypedServiceImp
     // one is answered with `status` set and the stream stays open, as TorchServe does. Each request is one
     // request in the metrics and the log.
     StreamPredictions2(call: ServerDuplexStream<PredictionsRequest, PredictionResponse>) {
-      const opened = openCall(o, 'StreamPredictions2', call);
-      if (opened.refused) {
-        opened.finish(opened.refused);
-        return endStream(call, opened.refused);
-      }
-      let tail: Promise<void> = Promise.resolve();
-      let ended = false;
-      const finishStream = (err?: TorchdError) => {
-        if (ended) return;
-        ended = true;
-        untrack();
-        tail.then(() => endStream(call, err));
-      };
-      // Shutdown: requests already received are answered, then the stream ends UNAVAILABLE.
-      const untrack = o.state.trackStream((reason) => finishStream(shuttingDown(reason)));
-      call.on('data', (req: PredictionsRequest) => {
-        if (ended) return;
-        const one = openCall(o, 'StreamPredictions2', call, opened.ctx);
-        const answer = predict(req, one.ctx).then(
-          (res) => (one.finish(), res),
-          (err: unknown) => {
-            one.finish(asTorchdError(err, config.maxRequestSize));
-            const failed: PredictionResponse = { prediction: Buffer.alloc(0), status: statusMessage(err, config.maxRequestSize) };
-            if (req.sequence_id) failed.sequence_id = req.sequence_id;
-            return failed;
-          },
-        );
-        tail = tail.then(async () => {
-          const res = await answer;
-          if (!call.cancelled && !call.writableEnded) call.write(res);
-        });
-      });
-      call.on('end', () => {
-        opened.finish();
-        finishStream();
-      });
-      call.on('cancelled', () => {
-        opened.finish();
-        ended = true;
-        untrack();
+      answerInOrder(o, 'StreamPredictions2', call, predict, (err, req) => {
+        const failed: PredictionResponse = { prediction: Buffer.alloc(0), status: statusMessage(err, config.maxRequestSize) };
+        if (req.sequence_id) failed.sequence_id = req.sequence_id;
+        return failed;
       });
     },
   };

@@ -95,6 +95,32 @@ test('StreamPredictions2: a bad image and an unknown model in the middle get a s
   t.deepEqual(JSON.parse(got[3].status.message), { code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' });
 });
 
+test('ModelStreamInfer (Triton\'s streaming rpc): answers in order, a failed request carries error_message, the stream stays open', async (t) => {
+  const stream: ClientDuplexStream<any, any> = (c.v2 as any).ModelStreamInfer();
+  const got: any[] = [];
+  stream.on('data', (r) => got.push(r));
+  const ended = new Promise<{ code: number }>((resolve) => stream.on('status', resolve));
+  const add = (id: string, model: string, x: number) => ({
+    model_name: model,
+    id,
+    inputs: [
+      { name: 'x', datatype: 'FP32', shape: [1, 1] },
+      { name: 'y', datatype: 'FP32', shape: [1, 1] },
+    ],
+    raw_input_contents: [f32([x]), f32([1])],
+  });
+  stream.write(add('a', 'adder', 1));
+  stream.write(add('b', 'nope', 2));
+  stream.write(add('c', 'adder', 3));
+  stream.end();
+  t.is((await ended).code, Code.OK);
+  t.is(got.length, 3);
+  t.deepEqual(got.map((r) => r.error_message), ['', JSON.stringify({ code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' }), '']);
+  t.deepEqual(got.map((r) => r.infer_response?.id ?? null), ['a', null, 'c']);
+  const first = (r: any) => Array.from(new Float32Array(new Uint8Array(r.infer_response.raw_output_contents[0]).buffer));
+  t.deepEqual([first(got[0]), first(got[2])], [[3], [5]], 'x + 2y');
+});
+
 test('errors map to gRPC codes with the {code, type, message} JSON as details', async (t) => {
   const cases: [object, number, object][] = [
     [{ model_name: 'nope', input: { data: digit(1) } }, Code.NOT_FOUND, { code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' }],
