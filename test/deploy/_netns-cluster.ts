@@ -29,11 +29,27 @@ export function cannotRun(): string | undefined {
     }
   }
   const probe = `${NS_PREFIX}probe-${process.pid}`;
+  // Everything the cluster needs, tried inside a throwaway namespace: a veth pair (both ends stay inside it)
+  // and `ip netns exec` (which remounts /sys, refused in some containers).
+  const steps: [string, string[]][] = [
+    ['create a network namespace', ['netns', 'add', probe]],
+    ['create a veth pair', ['-n', probe, 'link', 'add', 'probe0', 'type', 'veth', 'peer', 'name', 'probe1']],
+    ['run a process in a namespace', ['netns', 'exec', probe, 'true']],
+  ];
   try {
-    execFileSync('ip', ['netns', 'add', probe], { stdio: 'pipe' });
-    execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' });
-  } catch (err) {
-    return `cannot create a network namespace: ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`;
+    for (const [what, args] of steps) {
+      try {
+        execFileSync('ip', args, { stdio: 'pipe' });
+      } catch (err) {
+        return `cannot ${what} (ip ${args.join(' ')}): ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`;
+      }
+    }
+  } finally {
+    try {
+      execFileSync('ip', ['netns', 'del', probe], { stdio: 'pipe' });
+    } catch {
+      /* the namespace was never made */
+    }
   }
   return undefined;
 }
