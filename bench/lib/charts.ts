@@ -38,11 +38,19 @@ export function loadRows(report: ChartableReport): LoadRow[] {
   }
   const mainModel = family(report.torchd[0]?.model ?? 'main');
   const smallModel = report.torchd.find((s) => s.model === 'mnist') ? 'mnist' : mainModel;
+  const families = [...new Set(report.torchd.map((s) => family(s.model)))];
+  // Peer keys: `main`, `small`, a model's name (`mobilenet`), each maybe prefixed `tuned` (`tunedMain`).
+  const modelOfKey = (key: string): string => {
+    const k = key.replace(/^tuned/i, '').toLowerCase();
+    if (k === 'main') return mainModel;
+    if (k === 'small' || k === 'mnist') return smallModel;
+    return families.find((f) => f.toLowerCase().includes(k) || k.includes(f.toLowerCase())) ?? k;
+  };
   for (const [key, value] of Object.entries(report.peer ?? {})) {
     if (!value) continue;
     const system: System = /tuned/i.test(key) ? 'tuned peer' : 'peer';
     for (const p of Array.isArray(value) ? value : [value]) {
-      const model = p.model ? family(p.model) : /small|mnist/i.test(key) ? smallModel : mainModel;
+      const model = p.model ? family(p.model) : modelOfKey(key);
       rows.push({ model, series: p.label ?? `${system} ${model}`, system, c: p.connections, reqPerSec: p.reqPerSec, p50: p.p50, p90: p.p90, p99: p.p99 });
     }
   }

@@ -22,11 +22,18 @@ test('an SVG document with the three panels and every series by name, which an S
 });
 
 test('rows: torchd series by model family, the peer by key, a tuned peer recognised from its key', (t) => {
-  const withTuned: ChartableReport = { ...report, peer: { ...report.peer, tunedMain: { connections: 4, reqPerSec: 33, p50: 110, p99: 200 } } };
+  const point = { connections: 4, reqPerSec: 33, p50: 110, p99: 200 };
+  const mobilenetSeries = { label: 'mobilenet_v2 JPEG', model: 'mobilenet_v2', points: [{ ...point, connections: 1 }] };
+  const withTuned: ChartableReport = {
+    ...report,
+    torchd: [...report.torchd, mobilenetSeries],
+    peer: { ...report.peer, tunedMain: point, tunedSmall: { ...point, connections: 8 }, mobilenet: point },
+  };
   const rows = loadRows(withTuned);
-  t.deepEqual([...new Set(rows.map((r) => r.model))].sort(), ['mnist', 'resnet18']);
-  t.is(rows.filter((r) => r.system === 'torchd').length, 13);
-  t.deepEqual(rows.filter((r) => r.system !== 'torchd').map((r) => [r.system, r.model, r.c]), [['peer', 'resnet18', 4], ['peer', 'mnist', 8], ['tuned peer', 'resnet18', 4]]);
+  t.deepEqual([...new Set(rows.map((r) => r.model))].sort(), ['mnist', 'mobilenet_v2', 'resnet18']);
+  t.is(rows.filter((r) => r.system === 'torchd').length, 14);
+  t.deepEqual(rows.filter((r) => r.system !== 'torchd').map((r) => [r.system, r.model, r.c]),
+    [['peer', 'resnet18', 4], ['peer', 'mnist', 8], ['tuned peer', 'resnet18', 4], ['tuned peer', 'mnist', 8], ['peer', 'mobilenet_v2', 4]]);
   const spec = JSON.stringify(chartSpec(withTuned));
   t.true(spec.includes('"tuned peer"'));
 });
