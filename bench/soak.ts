@@ -14,6 +14,7 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '100000' },
     concurrency: { type: 'string', default: '8' },
     cycles: { type: 'string', default: '10' },
+    kinds: { type: 'string' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
   },
 });
@@ -39,6 +40,7 @@ function markdown(r: SoakResult, meta: Record<string, unknown>, exit: { code: nu
     `| RSS at the end (median of the last 10 %) | ${f(r.rss.endMiB)} MiB | — |`,
     `| **RSS drift after warm-up** | **${f(r.rss.driftPct, 2)} %** | < ${DRIFT_TARGET_PCT} % (${Math.abs(r.rss.driftPct) < DRIFT_TARGET_PCT ? 'met' : 'missed'}) |`,
     `| RSS peak after warm-up | +${f(r.rss.peakPct, 2)} % | — |`,
+    `| RSS outside the V8 heap, after warm-up → end | ${f(r.rss.restAfterWarmupMiB)} → ${f(r.rss.restEndMiB)} MiB | — |`,
     `| exit on SIGTERM after the soak | code ${exit.code}, signal ${exit.signal} | 0, none |`,
     '',
     '## Requests by kind (status → count)',
@@ -51,9 +53,15 @@ function markdown(r: SoakResult, meta: Record<string, unknown>, exit: { code: nu
     ...(r.cycles.problems.length ? ['## Cycle problems', '', ...r.cycles.problems.map((u) => `- ${u}`), ''] : []),
     '## RSS over the run (every 10th sample)',
     '',
-    '| requests done | seconds | RSS MiB |',
-    '|---|---|---|',
-    ...r.rss.samples.filter((_, i, a) => i % 10 === 0 || i === a.length - 1).map((s) => `| ${s.done} | ${f(s.s)} | ${f(s.rssMiB)} |`),
+    'V8 heap: the main isolate\'s committed heap (`nodejs_heap_size_total_bytes`) and its live part at that moment',
+    '(`nodejs_heap_size_used_bytes`, a GC sawtooth); rest = RSS − committed heap (LibTorch, allocator arenas,',
+    'image-worker isolates, code).',
+    '',
+    '| requests done | seconds | RSS MiB | V8 heap committed MiB | V8 heap used MiB | rest MiB |',
+    '|---|---|---|---|---|---|',
+    ...r.rss.samples
+      .filter((_, i, a) => i % 10 === 0 || i === a.length - 1)
+      .map((s) => `| ${s.done} | ${f(s.s)} | ${f(s.rssMiB)} | ${s.heapTotalMiB === undefined ? '—' : f(s.heapTotalMiB)} | ${s.heapUsedMiB === undefined ? '—' : f(s.heapUsedMiB)} | ${s.heapTotalMiB === undefined ? '—' : f(s.rssMiB - s.heapTotalMiB)} |`),
     '',
   ];
   return lines.join('\n');
@@ -64,7 +72,7 @@ const server = await startSoakServer(store);
 const loadStart = os.loadavg().map((x) => x.toFixed(1)).join(' ');
 try {
   const result = await runSoak(server, {
-    requests, concurrency, cycles,
+    requests, concurrency, cycles, kinds: values.kinds ? new RegExp(values.kinds) : undefined,
     onProgress: (done) => {
       if (done % 10_000 === 0) process.stderr.write(`soak: ${done}/${requests}\n`);
     },
@@ -74,7 +82,7 @@ try {
   const meta = {
     date, host: os.hostname(), cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown',
     loadStart, loadEnd: os.loadavg().map((x) => x.toFixed(1)).join(' '),
-    command: `npm run soak -- --requests ${requests} --concurrency ${concurrency} --cycles ${cycles}`,
+    command: `${process.env.MALLOC_ARENA_MAX ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} ` : ''}npm run soak -- --requests ${requests} --concurrency ${concurrency} --cycles ${cycles}${values.kinds ? ` --kinds '${values.kinds}'` : ''}`,
   };
   mkdirSync(values.out!, { recursive: true });
   const base = path.join(values.out!, `${date}-${requests === 100_000 ? 'soak' : `soak-${requests}`}`);

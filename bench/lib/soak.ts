@@ -97,6 +97,7 @@ export interface SoakServer {
   pid: number;
   inference: string;
   management: string;
+  metrics: string;
   /** stderr so far (for failure messages). */
   stderr(): string;
   /** SIGTERM, wait for exit; returns the exit code and signal. */
@@ -115,7 +116,8 @@ export async function makeSoakStore(): Promise<string> {
 export async function startSoakServer(store: string): Promise<SoakServer> {
   const props = path.join(store, 'soak.properties');
   // Logs at warn: one info line per request would make the soak measure the log pipe.
-  writeFileSync(props, 'job_queue_size=200\n');
+  // gRPC on free ports too: a soak next to tests or another server must not fight over 7070/7071.
+  writeFileSync(props, 'job_queue_size=200\ngrpc_inference_port=0\ngrpc_management_port=0\n');
   const child = spawn(process.execPath, [
     path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', 'mnist=mnist.mar,add2=add2.mar',
     '--ts-config', props, '--inference-address', 'http://127.0.0.1:0', '--management-address', 'http://127.0.0.1:0',
@@ -124,11 +126,11 @@ export async function startSoakServer(store: string): Promise<SoakServer> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-20_000)));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const addresses = await new Promise<{ inference: string; management: string }>((resolve, reject) => {
+  const addresses = await new Promise<{ inference: string; management: string; metrics: string }>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (text) => {
       try {
-        const line = JSON.parse(text) as { msg?: string; addresses?: { inference: string; management: string } };
+        const line = JSON.parse(text) as { msg?: string; addresses?: { inference: string; management: string; metrics: string } };
         // The ready line tells the ports; request lines are not needed (and not wanted in memory).
         if (line.msg === 'torchd ready' && line.addresses) resolve(line.addresses);
       } catch {
@@ -154,6 +156,10 @@ export interface RssSample {
   /** Seconds since the soak started. */
   s: number;
   rssMiB: number;
+  /** V8 heap in use and memory outside the heap owned by JS objects (Buffers, tensors), from /metrics. */
+  heapUsedMiB?: number;
+  externalMiB?: number;
+  heapTotalMiB?: number;
 }
 
 export interface SoakResult {
@@ -179,6 +185,13 @@ export interface SoakResult {
     driftPct: number;
     /** (max after warm-up − afterWarmup) ÷ afterWarmup, percent. */
     peakPct: number;
+    /**
+     * RSS minus the V8 heap's committed size, medians as above (MiB): memory outside the main JS heap
+     * (LibTorch, allocator arenas, image-worker isolates), where a native leak would show without the
+     * noise of the heap settling its size.
+     */
+    restAfterWarmupMiB: number;
+    restEndMiB: number;
   };
 }
 
@@ -190,6 +203,8 @@ export interface SoakOptions {
   /** RSS samples over the run (default 200). */
   samples?: number;
   warmupFraction?: number;
+  /** Only the kinds whose name matches (to find which kind moves the RSS); default all. */
+  kinds?: RegExp;
   onProgress?(done: number): void;
 }
 
@@ -203,19 +218,31 @@ export async function runSoak(server: SoakServer, options: SoakOptions): Promise
   const { requests, concurrency, cycles } = options;
   const warmupFraction = options.warmupFraction ?? 0.1;
   const sampleEvery = Math.max(1, Math.floor(requests / (options.samples ?? 200)));
-  const totalWeight = KINDS.reduce((n, k) => n + k.weight, 0);
+  const kinds = KINDS.filter((k) => !options.kinds || options.kinds.test(k.name));
+  if (kinds.length === 0) throw new Error(`no request kind matches ${options.kinds}`);
   // A fixed interleaving (not random): the same run every time, every kind spread over the whole run.
   const schedule: RequestKind[] = [];
-  for (const k of KINDS) for (let w = 0; w < k.weight; w++) schedule.push(k);
+  for (const k of kinds) for (let w = 0; w < k.weight; w++) schedule.push(k);
   const spread = schedule.map((k, i) => ({ k, key: (i * 7919) % schedule.length })).sort((a, b) => a.key - b.key).map((x) => x.k);
-  const stats = new Map(KINDS.map((k) => [k.name, { name: k.name, expect: k.expect, count: 0, statuses: {} as Record<string, number> }]));
+  const stats = new Map(kinds.map((k) => [k.name, { name: k.name, expect: k.expect, count: 0, statuses: {} as Record<string, number> }]));
   const unexpectedSamples: string[] = [];
   let unexpected = 0;
   const samples: RssSample[] = [];
   const t0 = performance.now();
   let next = 0;
   let done = 0;
-  const sample = () => samples.push({ done, s: (performance.now() - t0) / 1000, rssMiB: rssBytes(server.pid) / 2 ** 20 });
+  const scrapes: Promise<void>[] = [];
+  const sample = () => {
+    const point: RssSample = { done, s: (performance.now() - t0) / 1000, rssMiB: rssBytes(server.pid) / 2 ** 20 };
+    samples.push(point);
+    // Where the memory is, when it moves: the server's own gauges (prom-client's default metrics).
+    scrapes.push(fetch(`${server.metrics}/metrics`).then((r) => r.text()).then((text) => {
+      const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1]) / 2 ** 20;
+      point.heapUsedMiB = gauge('nodejs_heap_size_used_bytes');
+      point.externalMiB = gauge('nodejs_external_memory_bytes');
+      point.heapTotalMiB = gauge('nodejs_heap_size_total_bytes');
+    }, () => {}));
+  };
   sample();
 
   const worker = async () => {
@@ -254,10 +281,14 @@ export async function runSoak(server: SoakServer, options: SoakOptions): Promise
   const cycleResult = await cycle;
   sample();
   const seconds = (performance.now() - t0) / 1000;
+  await Promise.all(scrapes);
 
   const after = samples.filter((x) => x.done >= requests * warmupFraction);
-  const afterWarmupMiB = median(after.filter((x) => x.done <= requests * (warmupFraction + 0.1)).map((x) => x.rssMiB));
-  const endMiB = median(samples.filter((x) => x.done >= requests * 0.9).map((x) => x.rssMiB));
+  const early = after.filter((x) => x.done <= requests * (warmupFraction + 0.1));
+  const late = samples.filter((x) => x.done >= requests * 0.9);
+  const afterWarmupMiB = median(early.map((x) => x.rssMiB));
+  const endMiB = median(late.map((x) => x.rssMiB));
+  const rest = (xs: RssSample[]) => median(xs.filter((x) => x.heapTotalMiB !== undefined).map((x) => x.rssMiB - x.heapTotalMiB!));
   const peak = Math.max(...after.map((x) => x.rssMiB));
   return {
     requests, concurrency, seconds, requestsPerSecond: requests / seconds,
@@ -265,6 +296,8 @@ export async function runSoak(server: SoakServer, options: SoakOptions): Promise
     rss: {
       samples, warmupFraction, afterWarmupMiB, endMiB,
       driftPct: ((endMiB - afterWarmupMiB) / afterWarmupMiB) * 100,
+      restAfterWarmupMiB: rest(early),
+      restEndMiB: rest(late),
       peakPct: ((peak - afterWarmupMiB) / afterWarmupMiB) * 100,
     },
   };
