@@ -58,6 +58,8 @@ export const modelConfigSchema = z.strictObject({
   device: z.string().regex(/^(cpu|cuda(:\d+)?)$/, 'expected cpu, cuda or cuda:N').optional(),
   precision: z.enum(['fp32', 'fp16', 'bf16']).optional(),
   optimize: z.boolean().optional(),
+  // NaN/±Infinity in tensor inputs: refused (400 naming the input) unless the model says it takes them.
+  allowNonFinite: z.boolean().optional(),
   handler: handlerBlockSchema.optional(),
   inputs: z.array(tensorDeclarationSchema).optional(),
   outputs: z.array(tensorDeclarationSchema).optional(),
@@ -86,7 +88,7 @@ export function describeIssue(file: string, error: z.ZodError): string {
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => `"${k}"`).join(', ');
     const inHandler = issue.path[0] === 'handler';
-    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, handler, inputs, outputs';
+    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, handler, inputs, outputs';
     return `${file}: unknown key ${keys} in ${inHandler ? 'handler' : 'the top level'} (allowed: ${allowed})`;
   }
   return `${file}: ${where}: ${issue.message}`;
@@ -103,7 +105,7 @@ export function parseModelConfig(file: string, raw: unknown): ModelConfig {
 /** The settings a model config sets (TorchServe's `deviceType: gpu|cpu` maps to `device` when that is unset). */
 export function settingsFromConfig(config: ModelConfig): Partial<ModelSettings> {
   const settings: Partial<ModelSettings> = {};
-  for (const key of ['batchSize', 'maxBatchDelay', 'minWorkers', 'maxWorkers', 'responseTimeout', 'jobQueueSize', 'device', 'precision', 'optimize'] as const) {
+  for (const key of ['batchSize', 'maxBatchDelay', 'minWorkers', 'maxWorkers', 'responseTimeout', 'jobQueueSize', 'device', 'precision', 'optimize', 'allowNonFinite'] as const) {
     if (config[key] !== undefined) (settings as Record<string, unknown>)[key] = config[key];
   }
   const deviceType = (config as Record<string, unknown>).deviceType;
