@@ -89,7 +89,7 @@ export class ImageClassifierHandler implements ModelHandler {
   private partBytes(part: InputPart, ctx: DecodeContext): Buffer {
     if ('json' in part) return jsonImageBytes(part.json);
     if (imageSignature(part.data)) return part.data;
-    if (isJsonType(part.contentType)) return jsonImageBytes(parseJsonBounded(part.data, ctx.limits.maxJsonDepth, 'JSON input'));
+    if (isJsonType(part.contentType)) return jsonImageBytes(parseJsonBounded(part.data, { maxDepth: ctx.limits.maxJsonDepth, maxElements: ctx.limits.maxElements }, 'JSON input'));
     if (isText(part.contentType)) return decodeBase64Image(part.data.toString('latin1'));
     return part.data;
   }

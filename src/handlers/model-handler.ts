@@ -37,6 +37,8 @@ export interface DecodeLimits {
   maxImagePixels: number;
   /** Deepest JSON nesting accepted in a JSON part (`max_json_depth`). */
   maxJsonDepth: number;
+  /** Most arrays/objects/strings one JSON array of a part may hold (`max_request_elements`). */
+  maxElements: number;
   /** A tensor input may hold NaN/±Infinity (model config `allowNonFinite`). */
   allowNonFinite: boolean;
 }

@@ -56,7 +56,7 @@ export class TensorHandler implements ModelHandler {
     if ('json' in part) t = jsonToTensor(part.json, dtype);
     // JSON sent as a file part or as a text field (`-F data='[[1,2]]'`).
     else if (isJsonType(part.contentType) || (isText(part.contentType) && /^\s*[[{\d.-]/.test(part.data.toString('latin1', 0, 64)))) {
-      t = jsonToTensor(parseJsonBounded(part.data, ctx.limits.maxJsonDepth, 'JSON input'), dtype);
+      t = jsonToTensor(parseJsonBounded(part.data, { maxDepth: ctx.limits.maxJsonDepth, maxElements: ctx.limits.maxElements }, 'JSON input'), dtype);
     } else t = bytesToTensor(part.data, ctx.shape, ctx.dtype);
     return checkFinite(t, part.name, ctx.limits);
   }

@@ -36,6 +36,8 @@ export function toTorchdError(err: unknown, maxRequestSize: number): TorchdError
 
 export function errorMiddleware(maxRequestSize: number): ErrorRequestHandler {
   return (err, _req, res, _next) => {
+    // A request refused after admission (a bad body) gives its queue slot back before the client sees the answer.
+    (res.locals.admission as { release(): void } | undefined)?.release();
     const t = toTorchdError(err, maxRequestSize);
     if (t.status >= 500) res.locals.error = err;
     if (res.headersSent) {

@@ -57,7 +57,7 @@ export function createBodyParsers(maxRequestSize: number, limits: ServiceLimits)
     if (!Buffer.isBuffer(body) || body.length === 0) {
       return next(new BadRequestError('Missing request body: expected a JSON document, e.g. {"instances": [...]}'));
     }
-    req.body = parseJsonBounded(body, limits.maxJsonDepth, 'JSON body');
+    req.body = parseJsonBounded(body, { maxDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements }, 'JSON body');
     next();
   };
   return {
@@ -93,7 +93,7 @@ function collectInputs(req: Request, limits: ServiceLimits): InputPart[] {
     }
   } else if (Buffer.isBuffer(body) && body.length > 0) {
     if (imageSignature(body)) parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
-    else if (isJson(req)) parts.push({ name: BODY_PART, json: parseJsonBounded(body, limits.maxJsonDepth, 'JSON body') });
+    else if (isJson(req)) parts.push({ name: BODY_PART, json: parseJsonBounded(body, { maxDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements }, 'JSON body') });
     else if (isForm(req)) parseForm(parts, body, limits);
     else parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
   }

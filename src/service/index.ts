@@ -142,7 +142,10 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
       const ctx: DecodeContext = {
         dtype: request.dtype,
         shape: request.shape,
-        limits: { maxImagePixels: limits.maxImagePixels, maxJsonDepth: limits.maxJsonDepth, allowNonFinite: mv.settings.allowNonFinite ?? false },
+        limits: {
+          maxImagePixels: limits.maxImagePixels, maxJsonDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements,
+          allowNonFinite: mv.settings.allowNonFinite ?? false,
+        },
       };
       const { input } = request;
       // Counted before anything is decoded; the codec may have counted already (same check, same message).

@@ -1,7 +1,8 @@
 // Admission before work, over real HTTP: a version's slots are taken before the body is read, so requests
 // refused under overload are answered 503 + Retry-After at once and cost no decode (the preprocess stage
 // histogram does not move for them); slots come back on every path. Also: the stage metrics are the service's,
-// so a KServe v2 request moves them as /predictions does.
+// so a KServe v2 request moves them as /predictions does. Serial: each test's server closes the process-wide image
+// worker pool when it stops, which would fail another server's images in flight.
 import test from 'ava';
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -48,7 +49,7 @@ function slowRequest(url: string, body: Buffer): { sent: Promise<void>; finish()
   return { sent: sentP, finish, answer };
 }
 
-test('overload: refused requests get 503 + Retry-After before their body is read and cost no decode', async (t) => {
+test.serial('overload: refused requests get 503 + Retry-After before their body is read and cost no decode', async (t) => {
   // One worker, batchSize 1, job_queue_size 1: two slots.
   const s = await startTestServer(['mnist'], { models: '{"mnist": {"1.0": {"batchSize": 1, "jobQueueSize": 1}}}' });
   t.teardown(() => s.close());
@@ -77,8 +78,9 @@ test('overload: refused requests get 503 + Retry-After before their body is read
   const meanMs = (refused.sum / refused.count) * 1000;
   t.log(`refused: server ${meanMs.toFixed(3)} ms mean over ${refused.count}; client round trip median ${times[10].toFixed(1)} ms`);
   t.true(refused.count >= 20);
-  // Nothing is read or decoded: a fraction of a millisecond here; 5 ms leaves room for a loaded 2-core CI machine.
-  t.true(meanMs < 5, `mean ${meanMs} ms`);
+  // Nothing is read or decoded: ≈ 1 ms here (routing, logging, metrics included); the bound leaves room for a loaded
+  // 2-core CI machine, where wall time includes waiting for the CPU. The decode count above is the exact check.
+  t.true(meanMs < 10, `mean ${meanMs} ms`);
 
   // The held requests complete once their bodies arrive, and the slots come back.
   for (const h of holders) h.finish();
@@ -89,13 +91,15 @@ test('overload: refused requests get 503 + Retry-After before their body is read
   t.deepEqual([after.status, after.json], [200, 6]);
 });
 
-test('slots are given back on every path: 400s, a client that leaves mid-body, a success', async (t) => {
+test.serial('slots are given back on every path: 400s, a client that leaves mid-body, a success', async (t) => {
   const s = await startTestServer(['mnist'], { models: '{"mnist": {"1.0": {"batchSize": 1, "jobQueueSize": 1}}}' });
   t.teardown(() => s.close());
   // Ten refusals each (undecodable image, malformed JSON): with only two slots a leak would show as a 503.
   for (let i = 0; i < 10; i++) {
-    t.is((await call(`${s.url}/predictions/mnist`, { method: 'PUT', body: Buffer.from('not an image') })).status, 400);
-    t.is((await call(`${s.url}/v1/models/mnist:predict`, { method: 'POST', body: '{"instances": [' })).status, 400);
+    const image = await call(`${s.url}/predictions/mnist`, { method: 'PUT', body: Buffer.from('not an image') });
+    t.is(image.status, 400, image.text);
+    const json = await call(`${s.url}/v1/models/mnist:predict`, { method: 'POST', body: '{"instances": [' });
+    t.is(json.status, 400, json.text);
   }
   // Clients that send half a body and go away.
   for (let i = 0; i < 4; i++) {
@@ -113,7 +117,7 @@ test('slots are given back on every path: 400s, a client that leaves mid-body, a
   }
 });
 
-test('a KServe v2 request moves the service stage histograms (preprocess, queue, inference, postprocess)', async (t) => {
+test.serial('a KServe v2 request moves the service stage histograms (preprocess, queue, inference, postprocess)', async (t) => {
   const s = await startTestServer(['mnist']);
   t.teardown(() => s.close());
   const stages = ['preprocess', 'queue', 'inference', 'postprocess'];

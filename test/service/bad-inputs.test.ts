@@ -66,6 +66,7 @@ const DEPTH = 'is nested deeper than 64 levels (max_json_depth 64)';
 const nonFinite = (input: string, element: number) =>
   `Input "${input}" holds a non-finite number (NaN or ±Infinity) at element ${element}; set allowNonFinite: true in the model config to accept them`;
 const tooMany = (n: number, what: string) => `Too many elements: the request has ${n} ${what}, more than max_request_elements (10000)`;
+const jsonArray = (what: string) => `Too many elements: an array in the ${what} holds more than 10000 arrays, objects or strings (max_request_elements 10000)`;
 const BOMB = 'Image is 9999x9999 pixels but model mnist takes 28x28 images and its handler does not resize (handler.image_size is null); refused before decoding';
 
 const rows: [string, () => Promise<Answer>, number, string, string][] = [
@@ -89,13 +90,16 @@ const rows: [string, () => Promise<Answer>, number, string, string][] = [
   ['v2 binary FP32 NaN', () => http('/v2/models/echo/infer', binaryV2({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } }] }, Buffer.from(new Float32Array([NaN, 1]).buffer))), 400, 'BadRequestException', nonFinite('x', 0)],
   ['gRPC ModelInfer FP32 -Infinity', () => grpc('ModelInfer', { model_name: 'echo', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2] }], raw_input_contents: [Buffer.from(new Float32Array([1, -Infinity]).buffer)] }), 400, 'BadRequestException', nonFinite('x', 1)],
   // Elements per request, counted before any element is decoded.
-  ['v1 10 001 instances', () => http('/v1/models/echo:predict', json({ instances: Array(10_001).fill([0]) })), 400, 'BadRequestException', tooMany(10_001, 'instances')],
+  ['v1 10 001 instances', () => http('/v1/models/echo:predict', json({ instances: Array(10_001).fill(0) })), 400, 'BadRequestException', tooMany(10_001, 'instances')],
+  // An array of many arrays/objects/strings is refused by the scan before JSON.parse builds it.
+  ['v1 1 M array instances', () => http('/v1/models/echo:predict', json({ instances: Array(1_000_000).fill([0]) })), 400, 'BadRequestException', jsonArray('JSON body')],
   ['v2 binary 1.5 M empty BYTES', () => http('/v2/models/mnist/infer', binaryV2({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [1_500_000], parameters: { binary_data_size: 6_000_000 } }] }, emptyElements(1_500_000))), 400, 'BadRequestException', tooMany(10_001, 'BYTES elements')],
-  ['v2 JSON 10 001 BYTES', () => http('/v2/models/mnist/infer', json({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [10_001], data: Array(10_001).fill('') }] })), 400, 'BadRequestException', tooMany(10_001, 'BYTES elements')],
+  ['v2 JSON 10 001 BYTES', () => http('/v2/models/mnist/infer', json({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [10_001], data: Array(10_001).fill('') }] })), 400, 'BadRequestException', jsonArray('JSON inference header')],
+  ['v2 JSON 6 000 + 6 000 BYTES in two inputs', () => http('/v2/models/mnist/infer', json({ inputs: ['a', 'b'].map((name) => ({ name, datatype: 'BYTES', shape: [6000], data: Array(6000).fill('') })) })), 400, 'BadRequestException', tooMany(12_000, 'BYTES elements')],
   ['gRPC ModelInfer 20 000 raw BYTES', () => grpc('ModelInfer', { model_name: 'mnist', inputs: [{ name: 'x', datatype: 'BYTES', shape: [20_000] }], raw_input_contents: [emptyElements(20_000)] }), 400, 'BadRequestException', tooMany(10_001, 'BYTES elements')],
   ['form with 10 001 fields', () => http('/predictions/echo', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: Array.from({ length: 10_001 }, (_, i) => `f${i}=1`).join('&') }), 400, 'BadRequestException', tooMany(10_001, 'form fields')],
   // A pixel bomb (a 100-byte PNG claiming 9999×9999) to the non-resizing digit model: refused from the header.
-  ['/predictions 9999² PNG', () => http('/predictions/mnist', { method: 'PUT', body: pngHeaderOnly(9999, 9999) }), 400, 'BadRequestException', BOMB],
+  ['/predictions 9999² PNG', () => http('/predictions/mnist', { method: 'PUT', body: new Uint8Array(pngHeaderOnly(9999, 9999)) }), 400, 'BadRequestException', BOMB],
   ['v1 9999² PNG', () => http('/v1/models/mnist:predict', json({ instances: [{ data: b64(pngHeaderOnly(9999, 9999)) }] })), 400, 'BadRequestException', BOMB],
   ['v2 9999² PNG', () => http('/v2/models/mnist/infer', json({ inputs: [{ name: 'x', datatype: 'BYTES', shape: [1], data: [b64(pngHeaderOnly(9999, 9999))] }] })), 400, 'BadRequestException', BOMB],
   ['gRPC Predictions 9999² PNG', () => grpc('Predictions', { model_name: 'mnist', input: { data: pngHeaderOnly(9999, 9999) } }), 400, 'BadRequestException', BOMB],

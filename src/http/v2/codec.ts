@@ -101,7 +101,7 @@ export function decodeInferRequest(body: Buffer | Record<string, unknown>, heade
       binary = body.subarray(n);
     }
     if (n === 0) throw new BadRequestError('Empty request body: expected a JSON inference request');
-    json = parseJsonBounded(body.subarray(0, n), limits.maxJsonDepth, 'JSON inference header');
+    json = parseJsonBounded(body.subarray(0, n), { maxDepth: limits.maxJsonDepth, maxElements: limits.maxElements }, 'JSON inference header');
   } else {
     json = body;
   }
