@@ -19,7 +19,7 @@ const PYTHON = '/usr/bin/python3';
 const CLIENT = fileURLToPath(new URL('./python_client.py', import.meta.url));
 const PLUGIN = '/usr/bin/grpc_python_plugin';
 
-test('TorchServe\'s Python client flow and a v2 raw ModelInfer through python3-grpcio', async (t) => {
+test('TorchServe\'s Python client flow, StreamPredictions2 and a v2 raw ModelInfer through python3-grpcio', async (t) => {
   for (const needed of [PYTHON, '/usr/bin/protoc', PLUGIN]) {
     t.true(existsSync(needed), `${needed} is missing: run ./scripts/setup (it installs python3-grpcio, protobuf-compiler, protobuf-compiler-grpc)`);
   }
@@ -46,6 +46,11 @@ test('TorchServe\'s Python client flow and a v2 raw ModelInfer through python3-g
   const expected = JSON.parse(readFileSync(fixture('references.json'), 'utf8')).mnist.predictions_v1['3.png'];
   t.is(out.ping, '{"status":"Healthy"}');
   t.is(out.prediction, String(expected));
+  t.deepEqual(out.stream, [
+    { sequence_id: 's1', prediction: String(expected), code: null },
+    { sequence_id: 's2', prediction: '', code: 3 },
+    { sequence_id: 's3', prediction: String(expected), code: null },
+  ], 'StreamPredictions2: in order, the bad image answered with INVALID_ARGUMENT (3) in status');
   t.deepEqual(out.unknown_model, { code: 'NOT_FOUND', details: { code: 404, type: 'ModelNotFoundException', message: 'Model not found: nope' } });
   t.deepEqual(out.v2, {
     id: 'py-1',

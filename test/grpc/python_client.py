@@ -1,8 +1,8 @@
 """A gRPC client that is not torchd's: Debian's python3-grpcio over stubs that protoc generated from
 torchd's proto/ files (the test does that in a temp folder and puts it first on sys.path). It runs
 TorchServe's documented client flow (ts_scripts/torchserve_grpc_client.py: infer with {"data": bytes}
-and its metadata, ListModels, RegisterModel, UnregisterModel) and a KServe v2 raw ModelInfer, and
-prints one JSON object with what it saw.
+and its metadata, ListModels, RegisterModel, UnregisterModel), a StreamPredictions2 exchange and a
+KServe v2 raw ModelInfer, and prints one JSON object with what it saw.
 
 usage: python_client.py INFERENCE_ADDR MANAGEMENT_ADDR DIGIT_PNG MAR_TO_REGISTER
 """
@@ -35,6 +35,21 @@ def main():
             stub.Predictions(inference_pb2.PredictionsRequest(model_name="nope", input={"data": data}))
         except grpc.RpcError as e:
             out["unknown_model"] = {"code": e.code().name, "details": json.loads(e.details())}
+
+        # StreamPredictions2: a good image, a bad one, a good one; answered in order, the bad one with status.
+        requests = [
+            inference_pb2.PredictionsRequest(model_name="mnist", input={"data": data}, sequence_id="s1"),
+            inference_pb2.PredictionsRequest(model_name="mnist", input={"data": b"not an image"}, sequence_id="s2"),
+            inference_pb2.PredictionsRequest(model_name="mnist", input={"data": data}, sequence_id="s3"),
+        ]
+        out["stream"] = [
+            {
+                "sequence_id": r.sequence_id,
+                "prediction": r.prediction.decode("utf-8"),
+                "code": r.status.code if r.HasField("status") else None,
+            }
+            for r in stub.StreamPredictions2(iter(requests))
+        ]
 
         v2 = grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel)
         x = [1.0, 2.0, 3.0]
