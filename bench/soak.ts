@@ -85,7 +85,8 @@ try {
     command: `${process.env.MALLOC_ARENA_MAX ? `MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX} ` : ''}npm run soak -- --requests ${requests} --concurrency ${concurrency} --cycles ${cycles}${values.kinds ? ` --kinds '${values.kinds}'` : ''}`,
   };
   mkdirSync(values.out!, { recursive: true });
-  const base = path.join(values.out!, `${date}-${requests === 100_000 ? 'soak' : `soak-${requests}`}`);
+  const host = os.hostname().replace(/[^\w.-]/g, '_');
+  const base = path.join(values.out!, `${date}-${host}-${requests === 100_000 ? 'soak' : `soak-${requests}`}`);
   writeFileSync(`${base}.json`, `${JSON.stringify({ schema: 'torchd-soak/1', meta, exit, ...result }, null, 1)}\n`);
   writeFileSync(`${base}.md`, markdown(result, meta, exit));
   process.stdout.write(`${base}.md: ${result.unexpected} unintended answers, RSS drift ${result.rss.driftPct.toFixed(2)} % (${result.rss.afterWarmupMiB.toFixed(1)} → ${result.rss.endMiB.toFixed(1)} MiB), ${result.requestsPerSecond.toFixed(0)} req/s\n`);
