@@ -47,7 +47,8 @@ test('Accept: image/png → one PNG of the model input size (28×28), pixels cha
   const grey = await plain(bx, by);
   t.true(hot.some((c) => Math.abs(c - grey) > 40), `(${bx}, ${by}): ${hot} vs plain ${grey}`);
   t.true(attr[best[1]][best[0]] > 0 ? hot[0] > hot[2] : hot[2] > hot[0], 'red for, blue against');
-  t.deepEqual(await rgbAt(r.body, 0, 0), [0, 0, 0], 'zero attribution on a black pixel: the input shows');
+  // The corner's attribution is ≈ 0.4 % of the 99th percentile: its colour is all but transparent, the black shows.
+  t.true((await rgbAt(r.body, 0, 0)).every((c) => c <= 3), 'near-zero attribution on a black pixel: the input shows');
 });
 
 test('?format=png on a 224×224 image model; ?overlay=false gives the colour map alone', async (t) => {
