@@ -13,6 +13,7 @@ import {
 } from '../errors.js';
 import { loadModel, type Model, type OptimizationState, type Tensor } from '../native.js';
 import type { ServerMetrics } from '../metrics/types.js';
+import { HANDLER_TRAITS } from '../handlers/names.js';
 import { DynamicBatcher } from './batcher.js';
 import type { ModelInfo, ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
 import { ARRAY_CTOR, elementCount } from './tensors.js';
@@ -131,7 +132,7 @@ function fillSeeded(data: Float32Array | Float64Array): void {
 function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
   if (!spec.inputs || spec.inputs.length === 0) {
     const h = spec.handler;
-    const side = h.name === 'image_classifier' ? (h.crop_size ?? h.image_size) : null;
+    const side = HANDLER_TRAITS[h.name].imageInput ? (h.crop_size ?? h.image_size) : null;
     if (!side) return undefined;
     const data = new Float32Array(h.channels * side * side);
     fillSeeded(data);

@@ -7,6 +7,16 @@ export type HandlerName = (typeof HANDLER_NAMES)[number];
 
 export type Preset = 'imagenet' | 'mnist';
 
+/**
+ * What the layers below the handlers (model store, registry) may know of a handler without its class: whether it
+ * feeds the model preprocessed images (so the image options — channels, mean, std, image_size, crop_size — apply
+ * and fix the input's shape). Keyed by every handler name, so a new handler cannot be forgotten here.
+ */
+export const HANDLER_TRAITS: Readonly<Record<HandlerName, { imageInput: boolean }>> = {
+  image_classifier: { imageInput: true },
+  tensor: { imageInput: false },
+};
+
 /** Names a MANIFEST or `handler.name` may use, with the handler and preset each means. */
 export const HANDLER_ALIASES: Readonly<Record<string, { name: HandlerName; preset?: Preset }>> = {
   image_classifier: { name: 'image_classifier' },

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { BadRequestError } from '../errors.js';
 import type { HandlerConfig, ModelSettings } from '../engine/types.js';
-import { HANDLER_ALIASES, type HandlerName, type Preset } from '../handlers/names.js';
+import { HANDLER_ALIASES, HANDLER_TRAITS, type HandlerName, type Preset } from '../handlers/names.js';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
@@ -160,7 +160,7 @@ export function resolveHandler(modelName: string, manifestHandler: string | unde
     topk: block?.topk ?? base.topk,
     output: block?.output ?? base.output,
   };
-  if (config.name === 'image_classifier') {
+  if (HANDLER_TRAITS[config.name].imageInput) {
     // A channel-count change without matching statistics is a config mistake worth a clear message.
     for (const key of ['mean', 'std'] as const) {
       if (config[key].length !== config.channels) {
