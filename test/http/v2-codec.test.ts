@@ -170,7 +170,7 @@ test('half-precision conversions round to nearest even and survive a round trip'
   t.true(Math.abs(fromBfloat16(toBfloat16(3.14159)) - 3.14159) < 0.02);
 });
 
-test('output trees are named output{i} / dict keys and encode to JSON or binary', (t) => {
+test('output trees are named output{i} / dict keys and encode to JSON or binary', async (t) => {
   const y: Tensor = { data: Float32Array.of(1, 2, 3, 4, 5, 6), shape: [2, 3], dtype: 'float32' };
   const k: Tensor = { data: BigInt64Array.of(5n, 7n), shape: [2], dtype: 'int64' };
   t.deepEqual(namedOutputs(y).map((o) => o.name), ['output0']);
@@ -179,7 +179,7 @@ test('output trees are named output{i} / dict keys and encode to JSON or binary'
   t.deepEqual(tensorToJson(k), [5, 7]);
 
   const outs = namedOutputs([y, k]);
-  const asJson = encodeInferResponse({ id: 'q', model_name: 'm', model_version: '1' }, outs, () => false);
+  const asJson = await encodeInferResponse({ id: 'q', model_name: 'm', model_version: '1' }, outs, () => false);
   t.is(asJson.contentType, 'application/json; charset=utf-8');
   t.is(asJson.headerLength, undefined);
   const parsed = JSON.parse(Buffer.concat(asJson.chunks).toString());
@@ -192,7 +192,7 @@ test('output trees are named output{i} / dict keys and encode to JSON or binary'
   });
 
   // Binary output for output0 only: the bytes after the header are the tensor's little-endian bytes.
-  const bin = encodeInferResponse({ id: 'q' }, outs, (n) => n === 'output0');
+  const bin = await encodeInferResponse({ id: 'q' }, outs, (n) => n === 'output0');
   t.is(bin.contentType, 'application/octet-stream');
   const whole = Buffer.concat(bin.chunks);
   const header = JSON.parse(whole.subarray(0, bin.headerLength).toString());

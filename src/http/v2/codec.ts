@@ -19,6 +19,7 @@ import {
 } from './datatypes.js';
 import type { NamedOutput } from '../../handlers/model-handler.js';
 import { parseJsonBounded } from '../../bounded-json.js';
+import { serializeJsonBuffer } from '../../handlers/output.js';
 import { checkElementCount } from '../../service/index.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
@@ -399,13 +400,14 @@ export interface EncodedResponse {
 
 /**
  * Build the response body. Outputs for which `binary(name)` is true go after the JSON header as raw
- * little-endian bytes with `parameters.binary_data_size`, exactly as requests carry them.
+ * little-endian bytes with `parameters.binary_data_size`, exactly as requests carry them. The JSON is written
+ * by the serializer /predictions uses, in slices with event-loop yields (an attribution is 150 000 numbers).
  */
-export function encodeInferResponse(
+export async function encodeInferResponse(
   head: Record<string, unknown>,
   outputs: NamedOutput[],
   binary: (name: string) => boolean,
-): EncodedResponse {
+): Promise<EncodedResponse> {
   const tails: Buffer[] = [];
   const jsonOutputs = outputs.map((o) => {
     const base = { name: o.name, datatype: o.datatype, shape: o.shape };
@@ -416,7 +418,7 @@ export function encodeInferResponse(
     }
     return { ...base, data: o.tensor ? tensorToJson(o.tensor) : o.strings };
   });
-  const header = Buffer.from(JSON.stringify({ ...head, outputs: jsonOutputs }), 'utf8');
+  const header = await serializeJsonBuffer({ ...head, outputs: jsonOutputs });
   if (tails.length === 0) return { chunks: [header], contentType: 'application/json; charset=utf-8' };
   return { chunks: [header, ...tails], headerLength: header.length, contentType: 'application/octet-stream' };
 }

@@ -43,13 +43,13 @@ export function selectOutputs(request: DecodedRequest, outputs: NamedOutput[]): 
   return { outputs: chosen, binary: (name) => flags.get(name) ?? false };
 }
 
-function sendInferResponse(res: Response, mv: ModelVersion, request: DecodedRequest, outputs: NamedOutput[]): void {
+async function sendInferResponse(res: Response, mv: ModelVersion, request: DecodedRequest, outputs: NamedOutput[]): Promise<void> {
   const selected = selectOutputs(request, outputs);
   const head: Record<string, unknown> = {};
   if (request.id !== undefined) head.id = request.id;
   head.model_name = mv.spec.name;
   head.model_version = mv.spec.version;
-  const encoded = encodeInferResponse(head, selected.outputs, selected.binary);
+  const encoded = await encodeInferResponse(head, selected.outputs, selected.binary);
   if (res.headersSent || res.destroyed) return;
   res.status(200);
   res.setHeader('Content-Type', encoded.contentType);
@@ -117,7 +117,7 @@ export function v2Router(deps: AppDeps): express.Router {
     const admission = admissionOf(res);
     const request = bodyOf(req);
     const result = await admission.run(v2ServiceRequest(request, explain));
-    sendInferResponse(res, admission.modelVersion, request, result.kind === 'tensors' ? result.outputs : []);
+    await sendInferResponse(res, admission.modelVersion, request, result.kind === 'tensors' ? result.outputs : []);
   };
 
   for (const base of ['/models/:model_name', '/models/:model_name/versions/:model_version']) {
