@@ -32,6 +32,8 @@ export interface ServerConfig {
   limits: ServiceLimits;
   /** max_workers_per_model: a register/scale above it is a 400. */
   maxWorkersPerModel: number;
+  /** ig_memory_budget: bytes one explanation may hold beyond its inputs (per-model `igMemoryBudget` overrides). */
+  igMemoryBudget?: number;
   /** enable_metrics_auth: GET /metrics needs `Authorization: Bearer <metrics key>` */
   enableMetricsAuth?: boolean;
   /** metrics_auth_token: the metrics key (e.g. from a Secret); otherwise one is generated into keyFile */

@@ -79,6 +79,8 @@ const DEFAULTS = {
   max_image_pixels: '40000000',
   max_ig_steps: '1024',
   max_workers_per_model: '64',
+  // Extra memory one explanation may hold (bytes); IG runs its steps in passes sized to stay under it.
+  ig_memory_budget: '536870912',
 } as const;
 
 const address = z.string().transform((s, ctx) => {
@@ -145,6 +147,7 @@ const versionShape = {
   precision: z.enum(['fp32', 'fp16', 'bf16']),
   jobQueueSize: z.number().int().min(1),
   optimize: z.boolean(),
+  igMemoryBudget: z.number().int().min(1),
   marName: z.string(),
   defaultVersion: z.boolean(),
 };
@@ -246,6 +249,7 @@ const USED_KEYS = {
   max_image_pixels: integer(1, 'pixels'),
   max_ig_steps: integer(1, 'steps'),
   max_workers_per_model: integer(1, 'workers'),
+  ig_memory_budget: integer(1, 'bytes'),
 } as const;
 type UsedKey = keyof typeof USED_KEYS;
 
@@ -382,6 +386,7 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
       maxIgSteps: settled.max_ig_steps as number,
     },
     maxWorkersPerModel: settled.max_workers_per_model as number,
+    igMemoryBudget: settled.ig_memory_budget as number,
     enableMetricsAuth: (settled.enable_metrics_auth as boolean | undefined) ?? false,
     metricsAuthToken: settled.metrics_auth_token as string | undefined,
     grpc: grpcConfig(settled),

@@ -67,6 +67,9 @@ export interface StartOptions {
   logger?: Logger;
 }
 
+/** ig_memory_budget's default: 512 MiB of extra memory per explanation. */
+export const DEFAULT_IG_MEMORY_BUDGET = 512 * 1024 * 1024;
+
 /** Server-wide ModelSettings from config; a model's own config and the `models` key override per key. */
 export function defaultSettings(config: ServerConfig): ModelSettings {
   return {
@@ -79,6 +82,7 @@ export function defaultSettings(config: ServerConfig): ModelSettings {
     precision: 'fp32',
     jobQueueSize: config.jobQueueSize,
     optimize: true,
+    igMemoryBudget: config.igMemoryBudget ?? DEFAULT_IG_MEMORY_BUDGET,
   };
 }
 
@@ -101,7 +105,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   metrics.attach(registry);
   const store = createModelStore(config.modelStore);
   const lifecycle = new Lifecycle(logger);
-  lifecycle.addReadinessCheck('models', () => registry.healthy() || 'a model has no ready worker');
+  // healthy() is also false while a worker is stuck past its request's deadline (batcher.ts).
+  lifecycle.addReadinessCheck('models', () => registry.healthy() || 'a model has no ready worker, or a worker is stuck');
   lifecycle.addDisposer(async ({ forced }) => {
     if (!forced) {
       await registry.close();

@@ -33,6 +33,13 @@ thread_local int tAppliedThreads = -1;
  * thread that runs its call; each executor belongs to one model, so this changes at most once.
  */
 void applyIntraOpThreads(int wanted) {
+  if (tAppliedThreads == -1) {
+    // LibTorch initialises a thread's count lazily, on its first parallel region or get_num_threads(),
+    // from the process-wide value the LAST set_num_threads() stored (any model's). Trigger that now,
+    // so it cannot later overwrite this model's count on this thread.
+    (void)at::get_num_threads();
+    tAppliedThreads = 0;
+  }
   if (wanted > 0 && wanted != tAppliedThreads) {
     at::set_num_threads(wanted);
     tAppliedThreads = wanted;

@@ -1,6 +1,12 @@
 // Per model-version dynamic batcher: a bounded job queue, `workers` concurrent native-call slots,
 // and the batching policy of design.md (a free worker takes everything compatible that is queued,
 // up to batchSize rows, in ONE native call; no idle wait).
+//
+// Cancellation: every native call carries an AbortSignal and the latest deadline of its jobs. When
+// each of its jobs has been answered without it (timed out, client gone), the call is cancelled:
+// native code stops at its next safe point (before a forward starts, between IG passes), so the
+// worker is free again within one pass. A call still running at its deadline + a grace is "stuck":
+// counted in `stuck` (describe, the stuck-workers metric) and the version reports not ready.
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { RequestTimeoutError, ServiceUnavailableError, TorchdError } from '../errors.js';
@@ -26,6 +32,9 @@ interface Job {
   key: string;
   enqueuedAt: number;
   submittedAt: number;
+  /** Absolute deadline (Date.now() ms) and the limit it stands for (named by the 504). */
+  deadline: number;
+  timeoutMs: number;
   settled: boolean;
   /** In a native call now (counted in `running` until settled). */
   running: boolean;
@@ -34,6 +43,27 @@ interface Job {
   timer?: NodeJS.Timeout;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** The native call running this job. */
+  call?: NativeCall;
+}
+
+/** One native call: the jobs it answers and how to stop it. */
+interface NativeCall {
+  jobs: Job[];
+  abort: AbortController;
+  /** The latest deadline of its jobs: the call is needed until then. */
+  deadline: number;
+  stuckTimer?: NodeJS.Timeout;
+  stuck: boolean;
+}
+
+/**
+ * How long past its deadline a native call may run before its worker is reported stuck: one
+ * responseTimeout (at least 1 s, at most 30 s). An IG pass is sized by memory, so it normally ends
+ * well within this; a single forward that takes longer than its whole timeout again is wedged.
+ */
+export function stuckGraceMs(settings: ModelSettings): number {
+  return Math.min(30_000, Math.max(1_000, settings.responseTimeout * 1000));
 }
 
 export interface BatcherOptions {
@@ -45,12 +75,15 @@ export interface BatcherOptions {
   workers: number;
   metrics: ServerMetrics;
   logger?: Logger;
+  /** Overrides stuckGraceMs(settings) (tests). */
+  stuckGraceMs?: number;
 }
 
 export class DynamicBatcher implements Batcher {
   private readonly queue: Job[] = [];
   private active = 0;
   private runningJobs = 0;
+  private stuckCalls = 0;
   private workers: number;
   private closing = false;
   private delayTimer: NodeJS.Timeout | undefined;
@@ -68,6 +101,10 @@ export class DynamicBatcher implements Batcher {
 
   get running(): number {
     return this.runningJobs;
+  }
+
+  get stuck(): number {
+    return this.stuckCalls;
   }
 
   get concurrency(): number {
@@ -136,22 +173,29 @@ export class DynamicBatcher implements Batcher {
         key: kind === 'infer' ? compatibilityKey(args) : '',
         enqueuedAt: now,
         submittedAt: Date.now(),
+        deadline: 0,
+        timeoutMs: 0,
         settled: false,
         running: false,
         resolve,
         reject,
       };
-      const deadline = options.deadline ?? job.submittedAt + settings.responseTimeout * 1000;
-      const allowed = Math.max(0, deadline - job.submittedAt);
+      job.deadline = options.deadline ?? job.submittedAt + settings.responseTimeout * 1000;
+      // The 504 names the limit the caller set (the service passes its responseTimeout or the client's
+      // deadline), not what was left when the job reached this queue.
+      job.timeoutMs = options.timeoutMs ?? Math.max(0, Math.round(job.deadline - job.submittedAt));
       job.timer = setTimeout(() => {
         this.removeQueued(job);
-        this.settle(job, new RequestTimeoutError(allowed));
-      }, allowed);
+        // The configured limit, not the time left when this job was queued (which the old message gave).
+        this.settle(job, new RequestTimeoutError(job.timeoutMs));
+      }, Math.max(0, job.deadline - job.submittedAt));
       if (options.signal) {
         job.signal = options.signal;
         job.onAbort = () => {
-          // Only a job still waiting is dropped; a running native call cannot be interrupted.
-          if (this.removeQueued(job)) this.settle(job, new ClientClosedError());
+          // A queued job is dropped; a running one is answered now and its native call cancelled once
+          // none of its jobs needs it (see settle).
+          this.removeQueued(job);
+          this.settle(job, new ClientClosedError());
         };
         options.signal.addEventListener('abort', job.onAbort, { once: true });
       }
@@ -178,6 +222,11 @@ export class DynamicBatcher implements Batcher {
     }
     clearTimeout(job.timer);
     if (job.signal && job.onAbort) job.signal.removeEventListener('abort', job.onAbort);
+    const call = job.call;
+    if (call && !call.abort.signal.aborted && call.jobs.every((j) => j.settled)) {
+      // Nobody waits for this call's result any more: stop it at its next safe point.
+      call.abort.abort();
+    }
     if (isError) job.reject(result as Error);
     else job.resolve(result);
   }
@@ -237,23 +286,48 @@ export class DynamicBatcher implements Batcher {
       this.delayTimer = undefined;
     }
     this.active++;
+    const call: NativeCall = { jobs, abort: new AbortController(), deadline: Math.max(...jobs.map((j) => j.deadline)), stuck: false };
     for (const job of jobs) {
+      job.call = call;
       if (job.settled) continue;
       job.running = true;
       this.runningJobs++;
     }
-    const { metrics, name, version } = this.options;
+    const { metrics, name, version, logger } = this.options;
     const now = performance.now();
     for (const job of jobs) metrics.stage(name, version, 'queue', now - job.enqueuedAt);
-    this.run(jobs)
+    const grace = this.options.stuckGraceMs ?? stuckGraceMs(this.options.settings);
+    call.stuckTimer = setTimeout(() => {
+      call.stuck = true;
+      this.stuckCalls++;
+      metrics.stuck?.(name, version);
+      logger?.warn({ model: name, version, pastDeadlineMs: Date.now() - call.deadline, kind: jobs[0].kind }, 'a worker is stuck past its request deadline: not ready until it returns');
+    }, Math.max(0, call.deadline + grace - Date.now()));
+    this.run(jobs, call)
       .catch((err: unknown) => {
-        for (const job of jobs) this.settle(job, mapNativeError(err), true);
+        for (const job of jobs) this.settle(job, this.errorFor(job, err), true);
       })
       .finally(() => {
+        clearTimeout(call.stuckTimer);
+        if (call.stuck) {
+          this.stuckCalls--;
+          logger?.info({ model: name, version }, 'the stuck worker returned');
+        }
         this.active--;
         this.pump();
         this.notifyIdle();
       });
+  }
+
+  /** A native rejection as the client sees it: a call cancelled at its deadline is that job's 504. */
+  private errorFor(job: Job, err: unknown): TorchdError {
+    if (nativeCode(err) === 'E_CANCELLED' && Date.now() >= job.deadline) return new RequestTimeoutError(job.timeoutMs);
+    return mapNativeError(err);
+  }
+
+  /** What a native call is told: stop when aborted, or by itself at the call's deadline. */
+  private callOptions(call: NativeCall): { signal: AbortSignal; deadline: number } {
+    return { signal: call.abort.signal, deadline: call.deadline };
   }
 
   private notifyIdle(): void {
@@ -264,9 +338,9 @@ export class DynamicBatcher implements Batcher {
     }
   }
 
-  private async run(jobs: Job[]): Promise<void> {
+  private async run(jobs: Job[], call: NativeCall): Promise<void> {
     if (jobs.length === 1) {
-      await this.runOne(jobs[0]);
+      await this.runOne(jobs[0], call);
       return;
     }
     const { model, metrics, name, version } = this.options;
@@ -277,19 +351,19 @@ export class DynamicBatcher implements Batcher {
     try {
       this.nativeCalls++;
       metrics.batch(name, version, inputs[0].shape[0]);
-      output = await model.forward(inputs);
+      output = await model.forward(inputs, this.callOptions(call));
     } catch (err) {
-      if (nativeCode(err) === 'E_DISPOSED') throw err;
+      if (nativeCode(err) === 'E_DISPOSED' || nativeCode(err) === 'E_CANCELLED') throw err;
       // One bad request must not fail its neighbours: retry each on its own.
       this.options.logger?.debug({ model: name, version, jobs: jobs.length, err: (err as Error).message }, 'batch failed; retrying one by one');
-      for (const job of jobs) await this.runOne(job);
+      for (const job of jobs) await this.runOne(job, call);
       return;
     }
     const ms = performance.now() - t0;
     const parts = splitRows(output, rows);
     if (parts === null) {
       this.options.logger?.warn({ model: name, version }, 'batched output cannot be split per request; running requests one by one');
-      for (const job of jobs) await this.runOne(job);
+      for (const job of jobs) await this.runOne(job, call);
       return;
     }
     jobs.forEach((job, i) => {
@@ -298,23 +372,25 @@ export class DynamicBatcher implements Batcher {
     });
   }
 
-  private async runOne(job: Job): Promise<void> {
+  private async runOne(job: Job, call: NativeCall): Promise<void> {
     if (job.settled) return; // timed out while its batch ran
-    const { model, metrics, name, version } = this.options;
+    const { model, metrics, name, version, settings } = this.options;
     const t0 = performance.now();
     try {
       this.nativeCalls++;
       let result: unknown;
       if (job.kind === 'explain') {
-        result = await model.integratedGradients(job.args, job.ig!);
+        // The version's memory budget unless the caller set one: passes are sized to stay under it.
+        const ig = { memoryBudget: settings.igMemoryBudget, ...job.ig! };
+        result = await model.integratedGradients(job.args, { ...ig, ...this.callOptions(call) });
       } else {
         metrics.batch(name, version, job.rows > 0 ? job.rows : 1);
-        result = await model.forward(job.args);
+        result = await model.forward(job.args, this.callOptions(call));
       }
       metrics.stage(name, version, 'inference', performance.now() - t0);
       this.settle(job, result, false);
     } catch (err) {
-      this.settle(job, mapNativeError(err), true);
+      this.settle(job, this.errorFor(job, err), true);
     }
   }
 }

@@ -33,6 +33,9 @@ export function mapNativeError(err: unknown): TorchdError {
       return new BadRequestError(messageOf(err));
     case 'E_DISPOSED':
       return new ServiceUnavailableError('Model is unloading; retry later');
+    case 'E_CANCELLED':
+      // Stopped at a safe point because nobody waits for it any more (client gone, shutdown).
+      return new ServiceUnavailableError(`The request was cancelled: ${messageOf(err)}`);
     default:
       return new InternalServerError(messageOf(err));
   }

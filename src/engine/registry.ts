@@ -75,6 +75,10 @@ export class LoadedModelVersion implements ModelVersion {
     return this.batcher.pending;
   }
 
+  get stuck(): number {
+    return this.batcher.stuck;
+  }
+
   get running(): number {
     return this.batcher.running;
   }
@@ -347,7 +351,8 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
     healthy() {
       for (const [name, versions] of models) {
         const mv = versions.get(defaults.get(name)!);
-        if (!mv || !mv.ready) return false;
+        // A worker busy past its request's deadline + grace is wedged: stop taking traffic until it returns.
+        if (!mv || !mv.ready || mv.batcher.stuck > 0) return false;
       }
       return true;
     },

@@ -36,6 +36,11 @@ export interface ModelSettings {
   optimize?: boolean;
   /** NaN/±Infinity allowed in tensor inputs (model config `allowNonFinite`; default false: a 400). */
   allowNonFinite?: boolean;
+  /**
+   * Bytes one explanation may hold beyond its inputs (model config `igMemoryBudget`, server key
+   * `ig_memory_budget`, default 512 MiB): IG runs its steps in passes sized from a measured step.
+   */
+  igMemoryBudget?: number;
 }
 
 /** Declared tensor metadata (KServe v2 model metadata), from a model config or inferred. */
@@ -72,6 +77,8 @@ export interface InferOptions {
   signal?: AbortSignal;
   /** Absolute deadline (Date.now() ms); past it the job rejects with RequestTimeoutError (504). */
   deadline?: number;
+  /** The time limit the deadline stands for, in ms, named by the 504 (default: responseTimeout). */
+  timeoutMs?: number;
 }
 
 /**
@@ -87,6 +94,8 @@ export interface Batcher {
   readonly pending: number;
   /** Requests running in native calls now. */
   readonly running: number;
+  /** Native calls still running past their requests' deadline plus a grace (a wedged worker). */
+  readonly stuck: number;
 }
 
 /** What the loaded TorchScript module says of itself (the native model stays inside the engine). */
@@ -111,6 +120,8 @@ export interface ModelVersion {
   readonly pending: number;
   /** Requests in native calls now. */
   readonly running: number;
+  /** Workers busy past their request's deadline plus a grace: the version is not ready while any is. */
+  readonly stuck: number;
   /** The version's queue and native calls: called by the inference service only. */
   readonly batcher: Batcher;
   /** true once loaded and warmed with at least one worker. */

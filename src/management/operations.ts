@@ -35,6 +35,7 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
   const s = mv.settings;
   const n = workerCount(mv);
   const pending = mv.pending;
+  const stuck = mv.stuck;
   return {
     modelName: mv.spec.name,
     modelVersion: mv.spec.version,
@@ -56,7 +57,8 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
     workers: Array.from({ length: n }, (_, i) => ({
       id: String(9000 + i),
       startTime: mv.loadedAt.toISOString(),
-      status: mv.ready ? 'READY' : 'UNLOADING',
+      // STUCK: busy past its request's deadline plus a grace (the version reports not ready meanwhile).
+      status: !mv.ready ? 'UNLOADING' : i < stuck ? 'STUCK' : 'READY',
       pid: process.pid,
       gpu: mv.info.device.startsWith('cuda'),
     })),
@@ -64,6 +66,7 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
       remainingCapacity: Math.max(0, s.jobQueueSize - pending),
       pendingRequests: pending,
       runningRequests: mv.running,
+      stuckWorkers: stuck,
     },
   };
 }

@@ -101,6 +101,22 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
       forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.running));
     },
   });
+  const stuckWorkers = new prom.Counter({
+    name: 'torchd_stuck_workers_total',
+    help: 'Native calls that stayed busy past their requests\' deadline plus a grace (the model was reported not ready meanwhile)',
+    labelNames: MODEL_LABELS,
+    registers: [registry],
+  });
+  new prom.Gauge({
+    name: 'torchd_stuck_workers',
+    help: 'Workers busy now past their requests\' deadline plus a grace',
+    labelNames: MODEL_LABELS,
+    registers: [registry],
+    collect() {
+      this.reset();
+      forEachVersion((n, v, mv) => this.set({ model_name: n, model_version: v }, mv.stuck));
+    },
+  });
   new prom.Gauge({
     name: 'torchd_workers',
     help: 'Workers (executor threads or CUDA streams) of a model version',
@@ -141,6 +157,9 @@ export function createMetrics(options: { defaultMetrics?: boolean; hostname?: st
     },
     batch(model, version, size) {
       batchSize.observe({ model_name: model, model_version: version }, size);
+    },
+    stuck(model, version) {
+      stuckWorkers.inc({ model_name: model, model_version: version });
     },
   };
 }

@@ -16,6 +16,8 @@ export interface ServerMetrics {
   stage(model: string, version: string, stage: Stage, ms: number): void;
   /** One native call with `size` examples. */
   batch(model: string, version: string, size: number): void;
+  /** A worker stayed busy past its requests' deadline plus the grace (counted once per native call). */
+  stuck?(model: string, version: string): void;
 }
 
 export const noopMetrics: ServerMetrics = {

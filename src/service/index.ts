@@ -163,7 +163,8 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
       if (explain?.heatmap && (!handler.heatmap || input.kind === 'tensors')) {
         throw new BadRequestError(`A heatmap needs an image model's explanation: model ${mv.spec.name} uses the ${handler.name} handler; ask for JSON attributions (no ?format=png, no Accept: image/png)`);
       }
-      const options = { signal, deadline };
+      // timeoutMs: the limit the 504 names, whichever timer (the service's or the batcher's) fires first.
+      const options = { signal, deadline, timeoutMs: deadline - admittedAt };
 
       const perExample = async (example: Example, index: number): Promise<unknown> => {
         const args = await timed(mv, 'preprocess', () => example.decode());

@@ -60,6 +60,8 @@ export const modelConfigSchema = z.strictObject({
   optimize: z.boolean().optional(),
   // NaN/±Infinity in tensor inputs: refused (400 naming the input) unless the model says it takes them.
   allowNonFinite: z.boolean().optional(),
+  // Bytes one explanation may hold beyond its inputs (server default: ig_memory_budget).
+  igMemoryBudget: positiveInt.optional(),
   handler: handlerBlockSchema.optional(),
   inputs: z.array(tensorDeclarationSchema).optional(),
   outputs: z.array(tensorDeclarationSchema).optional(),
@@ -88,7 +90,7 @@ export function describeIssue(file: string, error: z.ZodError): string {
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys.map((k) => `"${k}"`).join(', ');
     const inHandler = issue.path[0] === 'handler';
-    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, handler, inputs, outputs';
+    const allowed = inHandler ? Object.keys(handlerBlockSchema.shape).join(', ') : 'batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, igMemoryBudget, handler, inputs, outputs';
     return `${file}: unknown key ${keys} in ${inHandler ? 'handler' : 'the top level'} (allowed: ${allowed})`;
   }
   return `${file}: ${where}: ${issue.message}`;
@@ -105,7 +107,7 @@ export function parseModelConfig(file: string, raw: unknown): ModelConfig {
 /** The settings a model config sets (TorchServe's `deviceType: gpu|cpu` maps to `device` when that is unset). */
 export function settingsFromConfig(config: ModelConfig): Partial<ModelSettings> {
   const settings: Partial<ModelSettings> = {};
-  for (const key of ['batchSize', 'maxBatchDelay', 'minWorkers', 'maxWorkers', 'responseTimeout', 'jobQueueSize', 'device', 'precision', 'optimize', 'allowNonFinite'] as const) {
+  for (const key of ['batchSize', 'maxBatchDelay', 'minWorkers', 'maxWorkers', 'responseTimeout', 'jobQueueSize', 'device', 'precision', 'optimize', 'allowNonFinite', 'igMemoryBudget'] as const) {
     if (config[key] !== undefined) (settings as Record<string, unknown>)[key] = config[key];
   }
   const deviceType = (config as Record<string, unknown>).deviceType;

@@ -43,12 +43,13 @@ export async function modelVersion(file: string, handler: HandlerConfig, labels?
   const spec: ModelSpec = { name: path.basename(file, '.pt'), version, url: file, dir: FIXTURES, serializedFile: file, handler, settings: {}, labels };
   const calls = { infer: 0, explain: 0 };
   return {
-    spec, model, calls, ready: true, loadedAtStartup: false, loadedAt: new Date(), workers: 1, pending: 0, running: 0, optimization: { serving: 'original', reason: 'test version' },
+    spec, model, calls, ready: true, loadedAtStartup: false, loadedAt: new Date(), workers: 1, pending: 0, running: 0, stuck: 0, optimization: { serving: 'original', reason: 'test version' },
     info: { device: model.device, inputs: model.inputs.map((i) => i.name), parameterCount: model.parameterCount, parameterBytes: model.parameterBytes },
     settings: { batchSize: 1, maxBatchDelay: 0, minWorkers: 1, maxWorkers: 1, responseTimeout: 120, device: 'cpu', precision: 'fp32', jobQueueSize: 100 },
     batcher: {
       pending: 0,
       running: 0,
+      stuck: 0,
       infer: (args) => { calls.infer++; return model.forward(args); },
       explain: (args, ig) => { calls.explain++; return model.integratedGradients(args, ig); },
     },

@@ -189,7 +189,7 @@ test('model config: unknown keys and bad values are refused naming the key; JSON
   const store = createModelStore(root);
   const bad: [string, string][] = [
     ['handler:\n  name: tensor\n  resize: 256\n', 'model-config.yaml: unknown key "resize" in handler (allowed: name, preset, image_size, crop_size, channels, mean, std, topk, output)'],
-    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, handler, inputs, outputs)'],
+    ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, igMemoryBudget, handler, inputs, outputs)'],
     ['batchSize: 0\n', 'model-config.yaml: batchSize: Too small: expected number to be >0'],
     ['device: tpu\n', 'model-config.yaml: device: expected cpu, cuda or cuda:N'],
     ['handler:\n  name: detector\n', 'Model cfg: model config handler.name "detector" is not a built-in handler (supported: image_classifier, tensor, mnist)'],

@@ -19,7 +19,7 @@ const ModelList = z
 const Worker = z.object({
   id: z.string(),
   startTime: z.string().openapi({ format: 'date-time' }),
-  status: z.enum(['READY', 'UNLOADING', 'STOPPED']),
+  status: z.enum(['READY', 'STUCK', 'UNLOADING', 'STOPPED']),
   pid: z.number().int(),
   gpu: z.boolean(),
 });
@@ -47,7 +47,12 @@ const ModelDescription = z
     }),
     forwardModuleReason: z.string().optional().openapi({ description: 'why the original serves although optimize is true' }),
     workers: z.array(Worker),
-    jobQueueStatus: z.object({ remainingCapacity: z.number().int(), pendingRequests: z.number().int(), runningRequests: z.number().int() }),
+    jobQueueStatus: z.object({
+      remainingCapacity: z.number().int(),
+      pendingRequests: z.number().int(),
+      runningRequests: z.number().int(),
+      stuckWorkers: z.number().int().openapi({ description: "workers busy past their request's deadline plus a grace (not ready while > 0)" }),
+    }),
   })
   .openapi('ModelDescription');
 
