@@ -18,9 +18,15 @@ export interface TorchdChild {
   exited: Promise<[number | null, NodeJS.Signals | null]>;
 }
 
-/** Spawns `[...prefix, node, bin/torchd.js, ...args]` (prefix e.g. `ip netns exec NS`). */
-export function spawnTorchd(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string[] } = {}): TorchdChild {
-  const argv = [...(options.prefix ?? []), process.execPath, BIN, ...args];
+/**
+ * Spawns `[...prefix, node, bin/torchd.js, ...args]` (prefix e.g. `ip netns exec NS`), or `options.argv` as
+ * given (e.g. a PATH shim; looked up on options.env.PATH).
+ */
+export function spawnTorchd(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; prefix?: string[]; argv?: string[] } = {},
+): TorchdChild {
+  const argv = options.argv ?? [...(options.prefix ?? []), process.execPath, BIN, ...args];
   const child = spawn(argv[0], argv.slice(1), { cwd: options.cwd, env: options.env ?? process.env, stdio: 'pipe' });
   const lines: Record<string, unknown>[] = [];
   const waiters: [string, (l: Record<string, unknown>) => void][] = [];

@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import { listenTarget, isLoopback, parseProperties, resolveConfig } from '../../src/config.js';
 import type { ServerConfig } from '../../src/config-types.js';
 import { HEALTH_PATHS } from '../../src/http/app.js';
+import { dockerfileEnv, dockerfileInstructions } from './_dockerfile.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
@@ -205,33 +206,6 @@ test('Deployment, Service, HPA and PDB agree with each other and with the server
 });
 
 // ---------------------------------------------------------------- Dockerfile
-
-/** Dockerfile instructions with continuation lines joined and comment lines dropped. */
-function dockerfileInstructions(): { op: string; rest: string }[] {
-  const out: { op: string; rest: string }[] = [];
-  let current = '';
-  for (const line of readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8').split('\n')) {
-    if (/^\s*#/.test(line)) continue;
-    current += line.replace(/\\\s*$/, ' ');
-    if (/\\\s*$/.test(line)) continue;
-    if (current.trim()) {
-      const m = /^\s*(\w+)\s+(.*)$/.exec(current.trim())!;
-      out.push({ op: m[1].toUpperCase(), rest: m[2].trim() });
-    }
-    current = '';
-  }
-  return out;
-}
-
-/** The image's ENV defaults (TS_* and the rest), as the final stage sets them. */
-function dockerfileEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const { op, rest } of dockerfileInstructions()) {
-    if (op !== 'ENV') continue;
-    for (const m of rest.matchAll(/(\w+)=(\S+)/g)) env[m[1]] = m[2];
-  }
-  return env;
-}
 
 test('Dockerfile: every RUN is ./scripts/setup; ports, health check, user and init agree with the server', (t) => {
   const ins = dockerfileInstructions();
