@@ -83,11 +83,13 @@ const rows: [string, () => Promise<Answer>, number, string, string][] = [
     form.append('data', new Blob([deep(100_000)], { type: 'application/json' }), 'x.json');
     return http('/predictions/echo', { method: 'POST', body: form });
   }, 400, 'BadRequestException', `JSON input ${DEPTH}`],
+  ['gRPC Predictions JSON 100 000 deep', () => grpc('Predictions', { model_name: 'echo', input: { data: Buffer.from(deep(100_000)) } }), 400, 'BadRequestException', `JSON input ${DEPTH}`],
   // Non-finite numbers are refused, naming the input.
   ['/predictions [[1e999, 1, 2]]', () => http('/predictions/echo', json('[[1e999, 1, 2]]')), 400, 'BadRequestException', nonFinite('body', 0)],
   ['v1 instance [1, 1e999]', () => http('/v1/models/echo:predict', json('{"instances": [[1, 1e999]]}')), 400, 'BadRequestException', nonFinite('instances[0]', 1)],
   ['v2 JSON FP32 1e999', () => http('/v2/models/echo/infer', json('{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 1e999]}]}')), 400, 'BadRequestException', nonFinite('x', 1)],
   ['v2 binary FP32 NaN', () => http('/v2/models/echo/infer', binaryV2({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } }] }, Buffer.from(new Float32Array([NaN, 1]).buffer))), 400, 'BadRequestException', nonFinite('x', 0)],
+  ['gRPC Predictions [[1, 1e999]]', () => grpc('Predictions', { model_name: 'echo', input: { data: Buffer.from('[[1, 1e999]]') } }), 400, 'BadRequestException', nonFinite('data', 1)],
   ['gRPC ModelInfer FP32 -Infinity', () => grpc('ModelInfer', { model_name: 'echo', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2] }], raw_input_contents: [Buffer.from(new Float32Array([1, -Infinity]).buffer)] }), 400, 'BadRequestException', nonFinite('x', 1)],
   // Elements per request, counted before any element is decoded.
   ['v1 10 001 instances', () => http('/v1/models/echo:predict', json({ instances: Array(10_001).fill(0) })), 400, 'BadRequestException', tooMany(10_001, 'instances')],
