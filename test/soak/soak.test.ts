@@ -10,9 +10,10 @@ import { KINDS, makeSoakStore, removeSoakStore, runSoak, startSoakServer } from 
 const REQUESTS = 6000;
 const WARMUP = 0.5;
 // Growth allowed over the 3 000 measured requests, outside the V8 heap (where a native leak shows;
-// noise there is about ±10 MiB) and in all: a leak of 8 KiB per request would break the first.
+// noise there is about ±10 MiB) and in all (the heap may still add ≈ 25 MiB of committed size while it
+// settles, NOTES §21): a leak of 8 KiB per request would break the first.
 const REST_GROWTH_LIMIT_MIB = 24;
-const RSS_GROWTH_LIMIT_MIB = 40;
+const RSS_GROWTH_LIMIT_MIB = 48;
 
 test('a few thousand mixed requests and register/unregister/scale cycles: only intended answers, bounded RSS', async (t) => {
   const store = await makeSoakStore();
