@@ -9,6 +9,7 @@
       "sources": [
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
+        "native/addon/image_binding.cpp",
         "native/core/errors.cpp",
         "native/core/cancel.cpp",
         "native/core/memory_probe.cpp",
@@ -17,6 +18,7 @@
         "native/core/quadrature.cpp",
         "native/core/model.cpp",
         "native/core/optimize.cpp",
+        "native/core/image_preprocess.cpp",
         "native/core/integrated_gradients.cpp",
         "native/core/build_info.cpp"
       ],
@@ -34,7 +36,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++14"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "ldflags": ["<!@(node native/gyp/libtorch.cjs ldflags)"],
-      "libraries": ["<!@(node native/gyp/libtorch.cjs libs)"]
+      "libraries": ["<!@(node native/gyp/libtorch.cjs libs)", "<!@(pkg-config --libs libturbojpeg spng)"]
     }
   ]
 }

@@ -206,6 +206,25 @@ interface RawModel extends Omit<Model, 'forward' | 'integratedGradients'> {
   integratedGradients(inputs: Tensor[], options: IgOptions & RawCallOptions): Promise<IgResult>;
 }
 
+/** What native image preprocessing does: torchvision's Resize(imageSize) + CenterCrop(cropSize) + Normalize. */
+export interface ImageSpec {
+  channels: 1 | 3;
+  /** The shorter side becomes this (Pillow-exact bilinear); absent = no resize. */
+  imageSize?: number;
+  /** Centre crop; absent = none. */
+  cropSize?: number;
+  mean: number[];
+  std: number[];
+  /** Header limits: larger images are declined (the general path refuses them with its message). */
+  maxSide?: number;
+  maxPixels?: number;
+  /** Sources with a shorter side above preshrink × imageSize are declined (the general path pre-shrinks them). */
+  preshrink?: number;
+}
+
+/** A float32 [1, C, H, W] tensor, or why the image was left to the general (sharp) path. */
+export type NativeImage = { data: Float32Array; shape: number[] } | { declined: string };
+
 interface Addon {
   buildInfo(): BuildInfo;
   loadModel(path: string, options?: LoadOptions): Promise<RawModel>;
@@ -218,6 +237,7 @@ interface Addon {
   prepareForExit(code: number, isMainThread: boolean): boolean;
   /** _exit(code): ends the process without atexit handlers or static destructors. */
   exitNow(code: number): never;
+  preprocessImage(bytes: Uint8Array, spec: ImageSpec): Promise<NativeImage>;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -377,6 +397,21 @@ class LoadedModel implements Model {
 
   async dispose(): Promise<void> {
     await this.raw.dispose();
+  }
+}
+
+/**
+ * JPEG/PNG bytes → float32 [1, C, H, W] on the addon's image threads (libjpeg-turbo / libspng, EXIF orientation,
+ * Pillow-exact resize, crop, normalisation), bit-identical to src/handlers/image-preprocess.ts. Resolves with
+ * `{ declined }` for what that path handles differently (other formats, CMYK, gamma chunks, warnings, corrupt or
+ * oversized data); rejects only on bad arguments (E_ARGUMENT) or memory exhaustion.
+ */
+export async function preprocessImage(bytes: Uint8Array, spec: ImageSpec): Promise<NativeImage> {
+  const site = callSite(preprocessImage);
+  try {
+    return await loadAddon().preprocessImage(bytes, spec);
+  } catch (error) {
+    rethrow(error, site);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "convert.h"
 #include "errors.h"
 #include "executor.h"
+#include "image_binding.h"
 #include "integrated_gradients.h"
 #include "model.h"
 
@@ -623,6 +624,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("buildInfo", Napi::Function::New<BuildInfoJs>(env, "buildInfo"));
   exports.Set("loadModel", Napi::Function::New<LoadModelJs>(env, "loadModel"));
+  registerImageFunctions(env, exports);
   return exports;
 }
 

@@ -15,7 +15,7 @@ export const MAX_IMAGE_PIXELS = 100_000_000;
  * JS resampler never walks more than ~4× the target's pixels per axis. Such inputs can then differ from
  * torchvision by a few levels (measured ≤ 5/255, mean 0.4/255 on a 5000-px photo); smaller ones match exactly.
  */
-const PRESHRINK = 4;
+export const PRESHRINK = 4;
 export const EXPECTED = 'expected JPEG, PNG, WebP, GIF or TIFF';
 
 sharp.cache(false); // request images are seen once: keep libvips' operation cache from holding their pixels

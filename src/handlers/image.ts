@@ -4,10 +4,10 @@
 import os from 'node:os';
 import { BadRequestError, InternalServerError, ServiceUnavailableError, TorchdError } from '../errors.js';
 import type { HandlerConfig } from '../engine/types.js';
-import type { Tensor } from '../native.js';
+import { preprocessImage as preprocessNative, type ImageSpec, type Tensor } from '../native.js';
 // Importing image-preprocess also loads sharp on the main thread first, which sharp requires on glibc Linux
 // before workers load it (so libvips is not unloaded when a worker exits).
-import { EXPECTED, preprocessSmallPng, type ImageConfig } from './image-preprocess.js';
+import { EXPECTED, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, PRESHRINK, preprocessSmallPng, type ImageConfig } from './image-preprocess.js';
 import { imageSignature } from './image-header.js';
 import type { ImageRequest } from './image-worker.js';
 import { startModuleWorker, WorkerPool } from './worker-pool.js';
@@ -46,6 +46,23 @@ export function createImagePool(workerUrl = WORKER_URL, size = Math.max(1, os.av
 
 let shared: WorkerPool | undefined;
 
+/** TORCHD_NATIVE_IMAGES=0 sends every image to the worker pool (sharp + JS resize), e.g. to compare the two. */
+const NATIVE_IMAGES = process.env.TORCHD_NATIVE_IMAGES !== '0';
+
+/** The native preprocessing spec for a handler config, with the JS path's limits. */
+export function nativeSpec(config: ImageConfig): ImageSpec {
+  return {
+    channels: config.channels,
+    ...(config.image_size !== null ? { imageSize: config.image_size } : {}),
+    ...(config.crop_size !== null ? { cropSize: config.crop_size } : {}),
+    mean: config.mean,
+    std: config.std,
+    maxSide: MAX_IMAGE_SIDE,
+    maxPixels: MAX_IMAGE_PIXELS,
+    preshrink: PRESHRINK,
+  };
+}
+
 /**
  * Image bytes → float32 [1, C, H, W] as image-preprocess.ts's preprocessImage, computed on a worker thread.
  * The bytes are copied once (the encoded image, not the pixels); the result arrives by transfer.
@@ -58,6 +75,12 @@ export async function imageToTensor(bytes: Buffer, config: HandlerConfig | Image
   // A small plain PNG (MNIST-sized) costs tens of µs here, less than the worker round trip alone.
   const inline = pool === undefined ? preprocessSmallPng(bytes, { channels, image_size, crop_size, mean, std }) : undefined;
   if (inline) return inline;
+  if (pool === undefined && NATIVE_IMAGES) {
+    // JPEG/PNG decoded, resized and normalised in C++ on the addon's threads; what it declines (other formats,
+    // CMYK, corrupt data, …) goes on to the worker pool, which gives today's result or today's 400.
+    const native = await preprocessNative(bytes, nativeSpec({ channels, image_size, crop_size, mean, std }));
+    if ('data' in native) return { data: native.data, shape: native.shape, dtype: 'float32' };
+  }
   pool ??= shared ??= createImagePool();
   // A private copy is what we may transfer: the caller keeps its Buffer, and a view into a larger (pooled)
   // ArrayBuffer would otherwise be cloned whole.

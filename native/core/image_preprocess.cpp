@@ -1,0 +1,447 @@
+#include "image_preprocess.h"
+
+#include <spng.h>
+#include <turbojpeg.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+namespace torchd {
+
+namespace {
+
+// ---------------------------------------------------------------- Pillow's resampling (Resample.c)
+
+constexpr int kPrecisionBits = 32 - 8 - 2;
+constexpr int64_t kOne = int64_t{1} << kPrecisionBits;
+constexpr int64_t kHalf = int64_t{1} << (kPrecisionBits - 1);
+
+struct Coefficients {
+  std::vector<int> start;
+  std::vector<int> count;
+  std::vector<int64_t> weights;  // ksize per output index, 22-bit fixed point
+  int ksize = 0;
+};
+
+/** precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter, in resample.ts's (Pillow's) double arithmetic. */
+Coefficients coefficients(int inSize, int outSize) {
+  Coefficients c;
+  double scale = static_cast<double>(inSize) / outSize;
+  double filterscale = std::max(scale, 1.0);
+  double support = filterscale;  // bilinear support 1.0 × filterscale
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.start.resize(outSize);
+  c.count.resize(outSize);
+  c.weights.assign(static_cast<size_t>(outSize) * c.ksize, 0);
+  std::vector<double> k(c.ksize);
+  for (int xx = 0; xx < outSize; ++xx) {
+    double center = (xx + 0.5) * scale;
+    double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(std::trunc(center - support + 0.5));
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(std::trunc(center + support + 0.5));
+    if (xmax > inSize) xmax = inSize;
+    xmax -= xmin;
+    double ww = 0;
+    for (int x = 0; x < xmax; ++x) {
+      double t = std::abs((x + xmin - center + 0.5) * ss);
+      double w = t < 1 ? 1 - t : 0;
+      k[x] = w;
+      ww += w;
+    }
+    for (int x = 0; x < xmax; ++x) {
+      double w = ww != 0 ? k[x] / ww : k[x];
+      c.weights[static_cast<size_t>(xx) * c.ksize + x] =
+          static_cast<int64_t>(w < 0 ? std::trunc(-0.5 + w * kOne) : std::trunc(0.5 + w * kOne));
+    }
+    c.start[xx] = xmin;
+    c.count[xx] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int64_t ss) {
+  int64_t v = ss >> kPrecisionBits;  // floor, as Pillow's arithmetic shift
+  return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+template <int C>
+void horizontalPass(const uint8_t* src, int inW, int rowFirst, int rows, int x0, int cols, const Coefficients& hc,
+                    uint8_t* mid) {
+  for (int r = 0; r < rows; ++r) {
+    const uint8_t* inRow = src + static_cast<size_t>(rowFirst + r) * inW * C;
+    uint8_t* m = mid + static_cast<size_t>(r) * cols * C;
+    for (int xi = 0; xi < cols; ++xi) {
+      int xx = x0 + xi;
+      int n = hc.count[xx];
+      const int64_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
+      const uint8_t* p = inRow + static_cast<size_t>(hc.start[xx]) * C;
+      int64_t acc[C];
+      for (int c = 0; c < C; ++c) acc[c] = kHalf;
+      for (int x = 0; x < n; ++x, p += C) {
+        for (int c = 0; c < C; ++c) acc[c] += p[c] * w[x];
+      }
+      for (int c = 0; c < C; ++c) *m++ = clip8(acc[c]);
+    }
+  }
+}
+
+template <int C>
+void verticalPass(const uint8_t* mid, int cols, int rowFirst, int x0, int y0, int y1, const Coefficients& vc,
+                  int left, int top, int width, uint8_t* out) {
+  size_t midStride = static_cast<size_t>(cols) * C;
+  for (int yy = y0; yy < y1; ++yy) {
+    int n = vc.count[yy];
+    const int64_t* w = &vc.weights[static_cast<size_t>(yy) * vc.ksize];
+    const uint8_t* first = mid + static_cast<size_t>(vc.start[yy] - rowFirst) * midStride;
+    uint8_t* o = out + (static_cast<size_t>(yy - top) * width + (x0 - left)) * C;
+    for (int xi = 0; xi < cols; ++xi) {
+      const uint8_t* p = first + static_cast<size_t>(xi) * C;
+      int64_t acc[C];
+      for (int c = 0; c < C; ++c) acc[c] = kHalf;
+      for (int y = 0; y < n; ++y, p += midStride) {
+        for (int c = 0; c < C; ++c) acc[c] += p[c] * w[y];
+      }
+      for (int c = 0; c < C; ++c) *o++ = clip8(acc[c]);
+    }
+  }
+}
+
+template <int C>
+Pixels resizeWindow(const Pixels& src, int outW, int outH, int left, int top, int width, int height) {
+  Pixels out;
+  out.width = width;
+  out.height = height;
+  out.channels = C;
+  out.data.assign(static_cast<size_t>(width) * height * C, 0);
+  int x0 = std::max(left, 0);
+  int x1 = std::min(left + width, outW);
+  int y0 = std::max(top, 0);
+  int y1 = std::min(top + height, outH);
+  if (x1 <= x0 || y1 <= y0) return out;
+  bool needH = outW != src.width;
+  bool needV = outH != src.height;
+  Coefficients hc, vc;
+  if (needH) hc = coefficients(src.width, outW);
+  if (needV) vc = coefficients(src.height, outH);
+  int rowFirst = needV ? vc.start[y0] : y0;
+  int rowLast = y1;
+  if (needV) {
+    rowLast = 0;
+    for (int y = y0; y < y1; ++y) rowLast = std::max(rowLast, vc.start[y] + vc.count[y]);
+  }
+  int cols = x1 - x0;
+  int rows = rowLast - rowFirst;
+  // Horizontal pass into a uint8 intermediate, as Pillow does (the rounding between passes is part of the result).
+  std::vector<uint8_t> mid(static_cast<size_t>(rows) * cols * C);
+  if (needH) {
+    horizontalPass<C>(src.data.data(), src.width, rowFirst, rows, x0, cols, hc, mid.data());
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      std::memcpy(&mid[static_cast<size_t>(r) * cols * C],
+                  &src.data[(static_cast<size_t>(rowFirst + r) * src.width + x0) * C], static_cast<size_t>(cols) * C);
+    }
+  }
+  if (needV) {
+    verticalPass<C>(mid.data(), cols, rowFirst, x0, y0, y1, vc, left, top, width, out.data.data());
+  } else {
+    for (int yy = y0; yy < y1; ++yy) {
+      std::memcpy(&out.data[(static_cast<size_t>(yy - top) * width + (x0 - left)) * C],
+                  &mid[static_cast<size_t>(yy - rowFirst) * cols * C], static_cast<size_t>(cols) * C);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- geometry (torchvision Resize / CenterCrop)
+
+/** Python's round() (half to even), as torchvision's CenterCrop uses for its offsets. */
+int roundHalfEven(double x) {
+  double f = std::floor(x);
+  double d = x - f;
+  if (d > 0.5) return static_cast<int>(f) + 1;
+  if (d < 0.5) return static_cast<int>(f);
+  return static_cast<int64_t>(f) % 2 == 0 ? static_cast<int>(f) : static_cast<int>(f) + 1;
+}
+
+void resizedSize(int w, int h, int size, int& outW, int& outH) {
+  if (w <= h) {
+    outW = size;
+    outH = static_cast<int>(static_cast<int64_t>(size) * h / w);
+  } else {
+    outW = static_cast<int>(static_cast<int64_t>(size) * w / h);
+    outH = size;
+  }
+}
+
+int cropOffset(int size, int crop) {
+  return crop > size ? -((crop - size) / 2) : roundHalfEven((size - crop) / 2.0);
+}
+
+// ---------------------------------------------------------------- EXIF orientation (JPEG APP1)
+
+uint32_t read16(const uint8_t* p, bool little) { return little ? p[0] | (p[1] << 8) : (p[0] << 8) | p[1]; }
+uint32_t read32(const uint8_t* p, bool little) {
+  return little ? p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24)
+                : (static_cast<uint32_t>(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3];
+}
+
+/**
+ * The EXIF orientation (1–8) of a JPEG from its first Exif APP1 segment; 1 when there is none. -1 when an
+ * Exif segment is there but malformed (declined: libexif's reading of it is not ours to guess).
+ */
+int jpegOrientation(const uint8_t* b, size_t n) {
+  size_t pos = 2;  // after SOI
+  while (pos + 4 <= n) {
+    if (b[pos] != 0xFF) return 1;
+    uint8_t marker = b[pos + 1];
+    if (marker == 0xFF) {
+      ++pos;
+      continue;
+    }
+    if (marker == 0xDA || marker == 0xD9) return 1;  // start of scan / end: no Exif before the image data
+    size_t len = (static_cast<size_t>(b[pos + 2]) << 8) | b[pos + 3];
+    if (len < 2 || pos + 2 + len > n) return -1;
+    const uint8_t* seg = b + pos + 4;
+    size_t segLen = len - 2;
+    if (marker == 0xE1 && segLen >= 6 && std::memcmp(seg, "Exif\0\0", 6) == 0) {
+      const uint8_t* tiff = seg + 6;
+      size_t tiffLen = segLen - 6;
+      if (tiffLen < 8) return -1;
+      bool little;
+      if (tiff[0] == 'I' && tiff[1] == 'I') little = true;
+      else if (tiff[0] == 'M' && tiff[1] == 'M') little = false;
+      else return -1;
+      if (read16(tiff + 2, little) != 42) return -1;
+      uint32_t ifd = read32(tiff + 4, little);
+      if (ifd + 2 > tiffLen) return -1;
+      uint32_t entries = read16(tiff + ifd, little);
+      if (ifd + 2 + static_cast<size_t>(entries) * 12 > tiffLen) return -1;
+      for (uint32_t i = 0; i < entries; ++i) {
+        const uint8_t* e = tiff + ifd + 2 + i * 12;
+        if (read16(e, little) != 0x0112) continue;
+        if (read16(e + 2, little) != 3 || read32(e + 4, little) != 1) return -1;  // SHORT, count 1
+        uint32_t v = read16(e + 8, little);
+        return v >= 1 && v <= 8 ? static_cast<int>(v) : -1;
+      }
+      return 1;
+    }
+    pos += 2 + len;
+  }
+  return 1;
+}
+
+/** Applies an EXIF orientation (sharp's rotate() without arguments): the displayed image. */
+Pixels orient(Pixels in, int orientation) {
+  if (orientation == 1) return in;
+  bool swap = orientation >= 5;
+  Pixels out;
+  out.channels = in.channels;
+  out.width = swap ? in.height : in.width;
+  out.height = swap ? in.width : in.height;
+  out.data.resize(in.data.size());
+  const int W = in.width, H = in.height, C = in.channels;
+  for (int oy = 0; oy < out.height; ++oy) {
+    for (int ox = 0; ox < out.width; ++ox) {
+      int sx, sy;
+      switch (orientation) {
+        case 2: sx = W - 1 - ox; sy = oy; break;
+        case 3: sx = W - 1 - ox; sy = H - 1 - oy; break;
+        case 4: sx = ox; sy = H - 1 - oy; break;
+        case 5: sx = oy; sy = ox; break;
+        case 6: sx = oy; sy = H - 1 - ox; break;
+        case 7: sx = W - 1 - oy; sy = H - 1 - ox; break;
+        default: sx = W - 1 - oy; sy = ox; break;  // 8
+      }
+      std::memcpy(&out.data[(static_cast<size_t>(oy) * out.width + ox) * C], &in.data[(static_cast<size_t>(sy) * W + sx) * C], C);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- decoders
+
+struct Decode {
+  Pixels pixels;
+  std::string declined;  // non-empty: not handled
+  int orientation = 1;
+};
+
+Decode decline(std::string why) {
+  Decode d;
+  d.declined = std::move(why);
+  return d;
+}
+
+bool withinLimits(int64_t w, int64_t h, const ImageSpec& spec) {
+  return w > 0 && h > 0 && w <= spec.maxSide && h <= spec.maxSide && w * h <= spec.maxPixels;
+}
+
+Decode decodeJpeg(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGray) {
+  std::unique_ptr<void, int (*)(tjhandle)> tj(tjInitDecompress(), tjDestroy);
+  if (!tj) return decline("turbojpeg init failed");
+  int w = 0, h = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(tj.get(), b, static_cast<unsigned long>(n), &w, &h, &subsamp, &colorspace) != 0) {
+    return decline("unreadable JPEG header");
+  }
+  if (!withinLimits(w, h, spec)) return decline("outside the pixel limits");
+  // CMYK/YCCK go the general way (libvips converts them; that is its business, as today).
+  if (colorspace != TJCS_YCbCr && colorspace != TJCS_RGB && colorspace != TJCS_GRAY) return decline("CMYK/YCCK JPEG");
+  bool grayJpeg = colorspace == TJCS_GRAY;
+  if (grayJpeg && !wantGray) return decline("gray JPEG for a 3-channel model");
+  Decode d;
+  d.orientation = jpegOrientation(b, n);
+  if (d.orientation < 0) return decline("malformed EXIF");
+  Pixels& p = d.pixels;
+  p.width = w;
+  p.height = h;
+  p.channels = grayJpeg ? 1 : 3;
+  p.data.resize(static_cast<size_t>(w) * h * p.channels);
+  // ISLOW IDCT and fancy upsampling (turbojpeg's defaults) are what libvips and PIL decode with; a warning
+  // (truncated data, corrupt segments) stops the decode so the general path reports it exactly as today.
+  if (tjDecompress2(tj.get(), b, static_cast<unsigned long>(n), p.data.data(), w, 0, h, grayJpeg ? TJPF_GRAY : TJPF_RGB,
+                    TJFLAG_STOPONWARNING) != 0) {
+    return decline(std::string("JPEG decode: ") + tjGetErrorStr2(tj.get()));
+  }
+  return d;
+}
+
+Decode decodePng(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGray) {
+  std::unique_ptr<spng_ctx, void (*)(spng_ctx*)> ctx(spng_ctx_new(0), spng_ctx_free);
+  if (!ctx) return decline("spng init failed");
+  // Any checksum error is an error here: the general path decides what a damaged file means.
+  spng_set_crc_action(ctx.get(), SPNG_CRC_ERROR, SPNG_CRC_ERROR);
+  if (spng_set_png_buffer(ctx.get(), b, n) != 0) return decline("spng buffer");
+  spng_ihdr ihdr{};
+  if (spng_get_ihdr(ctx.get(), &ihdr) != 0) return decline("unreadable PNG header");
+  if (!withinLimits(ihdr.width, ihdr.height, spec)) return decline("outside the pixel limits");
+  int samples;
+  switch (ihdr.color_type) {
+    case SPNG_COLOR_TYPE_GRAYSCALE: samples = 1; break;
+    case SPNG_COLOR_TYPE_GRAYSCALE_ALPHA: samples = 2; break;
+    case SPNG_COLOR_TYPE_TRUECOLOR: samples = 3; break;
+    case SPNG_COLOR_TYPE_TRUECOLOR_ALPHA: samples = 4; break;
+    case SPNG_COLOR_TYPE_INDEXED: samples = 0; break;
+    default: return decline("unknown PNG colour type");
+  }
+  bool grayPng = samples == 1 || samples == 2;
+  if (grayPng && !wantGray) return decline("gray PNG for a 3-channel model");
+  if (samples != 0 && ihdr.bit_depth != 8 && ihdr.bit_depth != 16) return decline("PNG bit depth below 8");
+  // libvips' grey16 → b-w conversion is not the high byte (measured on png_gray16.png); RGB16's is.
+  if (grayPng && ihdr.bit_depth == 16) return decline("16-bit gray PNG");
+  int fmt = samples == 0 ? SPNG_FMT_RGB8 : SPNG_FMT_PNG;
+  size_t size = 0;
+  if (spng_decoded_image_size(ctx.get(), fmt, &size) != 0) return decline("spng size");
+  std::vector<uint8_t> raw(size);
+  if (spng_decode_image(ctx.get(), raw.data(), size, fmt, 0) != 0) return decline("PNG decode failed");
+  // Chunks that make libvips' result differ from the raw samples (gamma, chromaticities, significant bits,
+  // EXIF orientation) — possibly after the image data, so asked after decoding.
+  double gamma;
+  spng_chrm chrm;
+  spng_sbit sbit;
+  spng_exif exif;
+  if (spng_get_gama(ctx.get(), &gamma) == 0 || spng_get_chrm(ctx.get(), &chrm) == 0 ||
+      spng_get_sbit(ctx.get(), &sbit) == 0 || spng_get_exif(ctx.get(), &exif) == 0) {
+    return decline("PNG with gAMA/cHRM/sBIT/eXIf");
+  }
+  Decode d;
+  Pixels& p = d.pixels;
+  p.width = static_cast<int>(ihdr.width);
+  p.height = static_cast<int>(ihdr.height);
+  size_t count = static_cast<size_t>(p.width) * p.height;
+  if (samples == 0) {
+    p.channels = 3;
+    p.data = std::move(raw);
+    return d;
+  }
+  p.channels = grayPng ? 1 : 3;
+  p.data.resize(count * p.channels);
+  // Alpha is dropped (sharp's removeAlpha); 16-bit samples keep their high byte (libvips' 16 → 8-bit cast).
+  if (ihdr.bit_depth == 8) {
+    for (size_t i = 0; i < count; ++i) {
+      for (int c = 0; c < p.channels; ++c) p.data[i * p.channels + c] = raw[i * samples + c];
+    }
+  } else {
+    const uint16_t* r16 = reinterpret_cast<const uint16_t*>(raw.data());  // host-endian (SPNG_FMT_PNG)
+    for (size_t i = 0; i < count; ++i) {
+      for (int c = 0; c < p.channels; ++c) p.data[i * p.channels + c] = static_cast<uint8_t>(r16[i * samples + c] >> 8);
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+Pixels resizeBilinearWindow(const Pixels& src, int outW, int outH, int left, int top, int width, int height) {
+  if (src.channels == 3) return resizeWindow<3>(src, outW, outH, left, top, width, height);
+  return resizeWindow<1>(src, outW, outH, left, top, width, height);
+}
+
+PreprocessedImage preprocessImage(const uint8_t* bytes, size_t length, const ImageSpec& spec) {
+  PreprocessedImage result;
+  if (spec.channels != 1 && spec.channels != 3) {
+    result.reason = "channels must be 1 or 3";
+    return result;
+  }
+  bool wantGray = spec.channels == 1;
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+  Decode d;
+  if (length >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
+    d = decodeJpeg(bytes, length, spec, wantGray);
+  } else if (length >= 8 && std::memcmp(bytes, kPng, 8) == 0) {
+    d = decodePng(bytes, length, spec, wantGray);
+  } else {
+    d = decline("not JPEG or PNG");
+  }
+  if (!d.declined.empty()) {
+    result.reason = d.declined;
+    return result;
+  }
+  Pixels img = orient(std::move(d.pixels), d.orientation);
+  if (spec.imageSize > 0 && std::min(img.width, img.height) > spec.preshrink * spec.imageSize) {
+    result.reason = "large enough to be pre-shrunk by libvips";
+    return result;
+  }
+  // Colour → gray with Pillow's convert('L') integer formula, as the JS path applies to sharp's sRGB output.
+  if (wantGray && img.channels == 3) {
+    Pixels gray;
+    gray.width = img.width;
+    gray.height = img.height;
+    gray.channels = 1;
+    size_t count = static_cast<size_t>(img.width) * img.height;
+    gray.data.resize(count);
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t* s = &img.data[i * 3];
+      gray.data[i] = static_cast<uint8_t>((s[0] * 19595u + s[1] * 38470u + s[2] * 7471u + 0x8000u) >> 16);
+    }
+    img = std::move(gray);
+  }
+  int rw = img.width, rh = img.height;
+  if (spec.imageSize > 0) resizedSize(img.width, img.height, spec.imageSize, rw, rh);
+  int cw = spec.cropSize > 0 ? spec.cropSize : rw;
+  int ch = spec.cropSize > 0 ? spec.cropSize : rh;
+  int left = spec.cropSize > 0 ? cropOffset(rw, cw) : 0;
+  int top = spec.cropSize > 0 ? cropOffset(rh, ch) : 0;
+  Pixels win = resizeBilinearWindow(img, rw, rh, left, top, cw, ch);
+  const int c = win.channels;
+  size_t plane = static_cast<size_t>(cw) * ch;
+  result.data.resize(plane * c);
+  for (int k = 0; k < c; ++k) {
+    // The JS path's arithmetic: fround(v / 255), then (x − mean) / std in double, rounded once to float32.
+    double mean = spec.mean[k];
+    double sd = spec.std[k];
+    float* out = &result.data[k * plane];
+    const uint8_t* in = win.data.data() + k;
+    for (size_t i = 0; i < plane; ++i) {
+      float v = static_cast<float>(in[i * c] / 255.0);
+      out[i] = static_cast<float>((static_cast<double>(v) - mean) / sd);
+    }
+  }
+  result.shape = {1, c, ch, cw};
+  result.handled = true;
+  return result;
+}
+
+}  // namespace torchd

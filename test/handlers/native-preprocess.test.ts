@@ -1,0 +1,106 @@
+// Native JPEG/PNG preprocessing (native/core/image_preprocess.cpp on the addon's threads) against the JS path
+// (sharp decode + resample.ts) it replaces: bit-identical float32 tensors on every fixture image and config,
+// and what it declines (CMYK, gray sources for 3-channel models, corrupt or truncated data) still gets
+// today's result or today's 400 through imageToTensor.
+import test from 'ava';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+
+import { imageToTensor, nativeSpec } from '../../src/handlers/image.js';
+import { preprocessImage as preprocessJs, type ImageConfig } from '../../src/handlers/image-preprocess.js';
+import { preprocessImage as preprocessNative } from '../../src/native.js';
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+const imagesDir = join(fixtures, 'images');
+const IMAGES: [string, Buffer][] = [
+  ...readdirSync(imagesDir).filter((f) => /\.(jpg|png)$/.test(f)).sort().map((f) => [f, readFileSync(join(imagesDir, f))] as [string, Buffer]),
+  ...['sample.jpg', 'sample_exif6.jpg', 'sample.png'].map((f) => [f, readFileSync(join(fixtures, 'models', f))] as [string, Buffer]),
+  ...['0.png', '7.png'].map((f) => [`digit ${f}`, readFileSync(join(fixtures, 'models', 'images', f))] as [string, Buffer]),
+];
+
+const IMAGENET: ImageConfig = { channels: 3, image_size: 256, crop_size: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const CONFIGS: [string, ImageConfig][] = [
+  ['imagenet 256/224', IMAGENET],
+  ['rgb, no resize, crop 300 (zero padding)', { ...IMAGENET, image_size: null, crop_size: 300 }],
+  ['rgb, upscale 400, crop 380', { ...IMAGENET, image_size: 400, crop_size: 380 }],
+  ['gray, no resize (mnist preset)', { channels: 1, image_size: null, crop_size: null, mean: [0.1307], std: [0.3081] }],
+  ['gray, 64/56', { channels: 1, image_size: 64, crop_size: 56, mean: [0.5], std: [0.25] }],
+];
+
+/** Images the native path leaves to sharp for the given config, and why (anything else must be handled). */
+async function expectedDecline(name: string, bytes: Buffer, config: ImageConfig): Promise<RegExp | undefined> {
+  const { channels } = config;
+  if (name === 'jpeg_cmyk.jpg') return /CMYK/;
+  if (/truncated|corrupt/.test(name)) return /decode|header/;
+  if (name === 'png_gray16.png') return /16-bit gray PNG|for a 3-channel model/;
+  const graySource = /gray|digit/.test(name);
+  if (graySource && channels === 3) return /gray .*for a 3-channel model/;
+  // The JS path lets libvips pre-shrink sources much larger than the target (not bit-exact, so not ported).
+  const { width = 0, height = 0 } = await sharp(bytes).metadata();
+  if (config.image_size !== null && Math.min(width, height) > 4 * config.image_size) return /pre-shrunk/;
+  return undefined;
+}
+
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+for (const [label, config] of CONFIGS) {
+  test(`native = JS path, bit for bit, on every fixture image: ${label}`, async (t) => {
+    let handled = 0;
+    for (const [name, bytes] of IMAGES) {
+      const native = await preprocessNative(bytes, nativeSpec(config));
+      const decline = await expectedDecline(name, bytes, config);
+      if (decline) {
+        t.true('declined' in native, `${name}: expected to be declined`);
+        if ('declined' in native) t.regex(native.declined, decline, name);
+        continue;
+      }
+      if (!('data' in native)) {
+        t.fail(`${name}: declined (${native.declined})`);
+        continue;
+      }
+      const js = await preprocessJs(bytes, config, false);
+      t.deepEqual(native.shape, js.shape, name);
+      t.true(bits(native.data).equals(bits(js.data as Float32Array)), `${name}: tensors differ`);
+      handled++;
+    }
+    t.log(`${handled} of ${IMAGES.length} images handled natively`);
+    t.true(handled >= (config.channels === 3 ? 18 : 20), `${handled} images handled natively`);
+  });
+}
+
+test('EXIF orientations 1–8 give the displayed image (5–8 swap width and height)', async (t) => {
+  const config: ImageConfig = { ...IMAGENET, image_size: null, crop_size: null };
+  for (let o = 1; o <= 8; o++) {
+    const out = await preprocessNative(readFileSync(join(imagesDir, `jpeg_orientation${o}.jpg`)), nativeSpec(config));
+    t.true('data' in out, `orientation ${o}`);
+    if ('data' in out) t.deepEqual(out.shape, o >= 5 ? [1, 3, 120, 80] : [1, 3, 80, 120], `orientation ${o}`);
+  }
+});
+
+test('declined images get exactly the JS path\'s result or 400 through imageToTensor', async (t) => {
+  for (const name of ['jpeg_truncated.jpg', 'jpeg_corrupt.jpg', 'png_truncated.png', 'jpeg_cmyk.jpg', 'jpeg_gray.jpg']) {
+    const bytes = readFileSync(join(imagesDir, name));
+    const expected = await preprocessJs(bytes, IMAGENET, false).then((v) => ({ ok: v }), (e: Error) => ({ err: e }));
+    const actual = await imageToTensor(bytes, IMAGENET).then((v) => ({ ok: v }), (e: Error) => ({ err: e }));
+    if ('err' in expected) {
+      t.true('err' in actual, `${name}: should fail`);
+      if ('err' in actual) {
+        t.is(actual.err.constructor, expected.err.constructor, name);
+        t.is(actual.err.message, expected.err.message, name);
+        t.is((actual.err as { status?: number }).status, 400, name);
+      }
+    } else {
+      t.true('ok' in actual, `${name}: should succeed`);
+      if ('ok' in actual) t.true(bits(actual.ok.data as Float32Array).equals(bits(expected.ok.data as Float32Array)), name);
+    }
+  }
+});
+
+test('bad arguments reject with E_ARGUMENT', async (t) => {
+  const bytes = readFileSync(join(imagesDir, 'jpeg_420.jpg'));
+  await t.throwsAsync(preprocessNative('x' as unknown as Uint8Array, nativeSpec(IMAGENET)), { code: 'E_ARGUMENT', instanceOf: TypeError } as never);
+  await t.throwsAsync(preprocessNative(bytes, { ...nativeSpec(IMAGENET), channels: 2 as 3 }), { code: 'E_ARGUMENT', message: /channels must be 1 or 3/ } as never);
+  await t.throwsAsync(preprocessNative(bytes, { ...nativeSpec(IMAGENET), mean: [0.5] }), { code: 'E_ARGUMENT', message: /one value per channel/ } as never);
+});
