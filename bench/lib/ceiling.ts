@@ -61,13 +61,15 @@ export interface CeilingOptions {
   precision: string;
   iters: number;
   igSteps?: number;
+  /** Forward on the frozen + optimize_for_inference module (harness --optimize), as the server serves by default. */
+  optimize?: boolean;
 }
 
 export async function measureCeiling(o: CeilingOptions): Promise<Ceiling> {
   const harness = harnessPath();
   if (harness) {
     const common = ['--model', o.model, '--dtype', 'float32', '--device', o.device, '--threads', String(o.threads)];
-    const args = [...common, '--workers', String(o.workers ?? 1), '--shape', o.shape.join(','), '--batch', o.batches.join(','), '--warmup', '5', '--iters', String(o.iters)];
+    const args = [...common, '--workers', String(o.workers ?? 1), '--shape', o.shape.join(','), '--batch', o.batches.join(','), '--warmup', '5', '--iters', String(o.iters), ...(o.optimize ? ['--optimize'] : [])];
     try {
       const { stdout } = await run(harness, args, { env: harnessEnv, maxBuffer: 16 << 20, timeout: 600_000 });
       const points = parseHarness(stdout);
@@ -92,7 +94,7 @@ async function addonDirect(o: CeilingOptions): Promise<Ceiling> {
   const native = (await import('../../src/native.js')) as unknown as {
     loadModel(p: string, opts: object): Promise<import('../../src/native.js').Model>;
   };
-  const model = await native.loadModel(o.model, { device: o.device, threads: o.threads, workers: 1, precision: o.precision });
+  const model = await native.loadModel(o.model, { device: o.device, threads: o.threads, workers: 1, precision: o.precision, optimize: o.optimize ?? false });
   const points: CeilingPoint[] = [];
   try {
     for (const batch of o.batches) {

@@ -133,9 +133,10 @@ export async function startTorchd(store: string, models: string[], options: { th
 }
 
 /** Starts the FastAPI peer (bench/peers/fastapi_server.py) with NAME=FILE:PRESET models. */
-export async function startPeer(models: string[], threads: number): Promise<Running> {
+/** The FastAPI peer; `optimize`: the tuned peer, serving torch.jit.optimize_for_inference(torch.jit.freeze(m)). */
+export async function startPeer(models: string[], threads: number, optimize = false): Promise<Running> {
   const port = await freePort();
-  const args = [path.join(ROOT, 'bench', 'peers', 'fastapi_server.py'), '--port', String(port), '--threads', String(threads)];
+  const args = [path.join(ROOT, 'bench', 'peers', 'fastapi_server.py'), '--port', String(port), '--threads', String(threads), ...(optimize ? ['--optimize'] : [])];
   for (const m of models) args.push('--model', m);
   const t0 = performance.now();
   const child = spawn('/usr/bin/python3', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });

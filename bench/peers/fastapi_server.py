@@ -8,7 +8,11 @@ generator drives both:
     GET  /ping                     {"status": "Healthy"}
 
     /usr/bin/python3 bench/peers/fastapi_server.py --port 8090 --threads 2 \
-        --model resnet18=path/resnet18.pt:imagenet --model mnist=path/mnist.pt:mnist
+        --model resnet18=path/resnet18.pt:imagenet --model mnist=path/mnist.pt:mnist [--optimize]
+
+--optimize makes it the "tuned peer": each model is served as
+torch.jit.optimize_for_inference(torch.jit.freeze(m)), the graph optimisation a careful author would add, so
+the report can separate torchd's lead from graph optimisation from its lead in preprocessing, batching and HTTP.
 """
 import argparse
 import io
@@ -41,6 +45,7 @@ def main():
     ap.add_argument("--port", type=int, default=8090)
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     ap.add_argument("--model", action="append", default=[], help="NAME=FILE.pt:PRESET")
+    ap.add_argument("--optimize", action="store_true", help="serve optimize_for_inference(freeze(m))")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -50,6 +55,8 @@ def main():
         name, rest = item.split("=", 1)
         path, preset = rest.rsplit(":", 1)
         m = torch.jit.load(path, map_location="cpu").eval()
+        if args.optimize:
+            m = torch.jit.optimize_for_inference(torch.jit.freeze(m))
         models[name] = (m, preset)
 
     app = FastAPI()

@@ -46,8 +46,11 @@ export function createImagePool(workerUrl = WORKER_URL, size = Math.max(1, os.av
 
 let shared: WorkerPool | undefined;
 
-/** TORCHD_NATIVE_IMAGES=0 sends every image to the worker pool (sharp + JS resize), e.g. to compare the two. */
-const NATIVE_IMAGES = process.env.TORCHD_NATIVE_IMAGES !== '0';
+/**
+ * TORCHD_NATIVE_IMAGES=0 sends every image to the worker pool (sharp + JS resize): to compare the two, and for the
+ * worker pool's own tests. Read per image so a process can switch it.
+ */
+const nativeImages = (): boolean => process.env.TORCHD_NATIVE_IMAGES !== '0';
 
 /** The native preprocessing spec for a handler config, with the JS path's limits. */
 export function nativeSpec(config: ImageConfig): ImageSpec {
@@ -75,7 +78,7 @@ export async function imageToTensor(bytes: Buffer, config: HandlerConfig | Image
   // A small plain PNG (MNIST-sized) costs tens of µs here, less than the worker round trip alone.
   const inline = pool === undefined ? preprocessSmallPng(bytes, { channels, image_size, crop_size, mean, std }) : undefined;
   if (inline) return inline;
-  if (pool === undefined && NATIVE_IMAGES) {
+  if (pool === undefined && nativeImages()) {
     // JPEG/PNG decoded, resized and normalised in C++ on the addon's threads; what it declines (other formats,
     // CMYK, corrupt data, …) goes on to the worker pool, which gives today's result or today's 400.
     const native = await preprocessNative(bytes, nativeSpec({ channels, image_size, crop_size, mean, std }));

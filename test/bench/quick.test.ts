@@ -28,7 +28,7 @@ test('npm run bench -- --quick writes the JSON and Markdown report with every pe
   t.is(typeof report.machine.cpu, 'string');
   t.deepEqual(
     report.figures.map((f: { id: string }) => f.id).sort(),
-    ['ceiling', 'event_loop', 'explanation', 'overhead', 'peer_main', 'peer_small', 'rss', 'startup', 'tensor_ceiling'],
+    ['ceiling', 'event_loop', 'explanation', 'overhead', 'peer_main', 'peer_small', 'rss', 'startup', 'tensor_ceiling', 'tuned_peer_main', 'tuned_peer_small'],
   );
   for (const f of report.figures) {
     t.true(Number.isFinite(f.value), `${f.id} has a number`);

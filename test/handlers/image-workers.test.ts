@@ -17,6 +17,11 @@ import { preprocessImage } from '../../src/handlers/image-preprocess.js';
 import { workerExecArgv } from '../../src/handlers/worker-pool.js';
 import { IMAGENET, MNIST, randomBytes, readFx } from './helpers.js';
 
+// JPEG and PNG are preprocessed natively by default (test/handlers/native-preprocess.test.ts); the worker pool
+// still serves every other format and whatever the native path declines. These tests are about the pool, so
+// every image goes there (child processes inherit the setting).
+process.env.TORCHD_NATIVE_IMAGES = '0';
+
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const jpeg = readFx('sample.jpg');
