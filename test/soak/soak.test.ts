@@ -10,10 +10,11 @@ import { KINDS, makeSoakStore, removeSoakStore, runSoak, startSoakServer } from 
 const REQUESTS = 6000;
 const WARMUP = 0.5;
 // Growth allowed over the 3 000 measured requests, outside the V8 heap (where a native leak shows;
-// noise there is about ±10 MiB) and in all (the heap may still add ≈ 25 MiB of committed size while it
-// settles, NOTES §21): a leak of 8 KiB per request would break the first.
+// noise there is about ±10 MiB) and in all (in a run this short the V8 heap is still growing its
+// committed size: up to 45 MiB of total growth was seen with flat memory outside it, NOTES §21).
+// A leak of 8 KiB per request breaks the first bound (a 16 KiB one was tried: +33 MiB outside the heap).
 const REST_GROWTH_LIMIT_MIB = 24;
-const RSS_GROWTH_LIMIT_MIB = 48;
+const RSS_GROWTH_LIMIT_MIB = 64;
 
 test('a few thousand mixed requests and register/unregister/scale cycles: only intended answers, bounded RSS', async (t) => {
   const store = await makeSoakStore();
