@@ -91,8 +91,10 @@ let cluster: Cluster | undefined;
 let store: string | undefined;
 let body: Buffer;
 
-test.before(async () => {
+test.before(async (t) => {
   if (why) return;
+  // Three replicas start at once; on a loaded 2-core CI machine that can take a while.
+  t.timeout(180_000);
   body = await readFile(DIGIT);
   store = await makeModelStore(['mnist']);
   cluster = await createCluster({
