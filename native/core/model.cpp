@@ -101,25 +101,24 @@ int intraOpThreads() { return at::get_num_threads(); }
 
 void prepareTorchThread() { at::init_num_threads(); }
 
+/**
+ * Anything thrown inside forward is the model failing on this input: E_FORWARD, which the server
+ * answers 503 "Prediction failed: <message>" as TorchServe does. Input problems a client can fix
+ * (count, element count, dtype/shape against what the model declares or its handler implies) are
+ * refused before forward runs (checkInputs here; the handlers for declared signatures), never by
+ * reading LibTorch's wording, which changes between versions and between the saved and the optimised
+ * module. The one exception is running out of memory: the TorchScript interpreter rethrows a CUDA
+ * OOM as a plain error, and LibTorch 1.13's CPU allocator has no error type of its own, so their
+ * messages are the only way to tell (E_OOM → 507).
+ */
 [[noreturn]] void rethrowAsEngineError(const char* rawWhat) {
   std::string what = scriptErrorSummary(rawWhat);
   // An explicit `raise` / torch._assert in the model is the model's own verdict on the input.
   if (what.rfind("builtins.", 0) == 0) {
     throw EngineError(ErrorCode::Forward, "model raised: " + what);
   }
-  if (contains(what, "out of memory") || contains(what, "can't allocate memory") ||
-      contains(what, "DefaultCPUAllocator")) {
+  if (contains(what, "CUDA out of memory") || contains(what, "DefaultCPUAllocator: can't allocate memory")) {
     throw EngineError(ErrorCode::OutOfMemory, what);
-  }
-  // LibTorch's own argument checks: classify dtype and shape mismatches so callers can map them to 400s.
-  if (contains(what, "expected scalar type") || contains(what, "Expected object of scalar type") ||
-      contains(what, "dtype") || contains(what, "Input type (") || contains(what, "must have the same dtype")) {
-    throw EngineError(ErrorCode::DType, what, ErrorKind::TypeError);
-  }
-  if (contains(what, "shape") || contains(what, "size mismatch") || contains(what, "dimension") ||
-      contains(what, "Expected 3D") || contains(what, "Expected 4D") || contains(what, "input of size") ||
-      contains(what, "must match the size") || contains(what, "sizes")) {
-    throw EngineError(ErrorCode::Shape, what, ErrorKind::RangeError);
   }
   throw EngineError(ErrorCode::Forward, what);
 }

@@ -80,5 +80,5 @@ test('bad invocations exit non-zero with a reason', async (t) => {
   t.regex((usage as { stderr?: string }).stderr ?? '', /--shape is required/);
   const shape = await t.throwsAsync(run(bench!, ['--model', fixture('linear.pt'), '--shape', '1,7', '--iters', '1', '--warmup', '0']));
   t.is((shape as { code?: number }).code, 1);
-  t.regex((shape as { stderr?: string }).stderr ?? '', /E_SHAPE/);
+  t.regex((shape as { stderr?: string }).stderr ?? '', /E_FORWARD/);
 });
