@@ -10,6 +10,9 @@ import { pngHeaderOnly } from '../handlers/helpers.js';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
+const IG_CAP = 64;
+const IG_BUDGET_MIB = 512;
+
 let torchd: TorchdChild;
 let url: string;
 let store: string;
@@ -23,6 +26,9 @@ test.before(async () => {
       TS_MANAGEMENT_ADDRESS: 'http://127.0.0.1:0',
       TS_METRICS_ADDRESS: 'http://127.0.0.1:0',
       TS_ENABLE_GRPC: 'false',
+      // The IG row: a step cap small enough for a CI machine (default 1024) and the default 512 MiB memory budget.
+      TS_MAX_IG_STEPS: String(IG_CAP),
+      TS_IG_MEMORY_BUDGET: String(IG_BUDGET_MIB * 1024 * 1024),
     },
   });
   url = ((await torchd.waitFor('torchd ready', 120_000)).addresses as { inference: string }).inference;
@@ -163,4 +169,18 @@ test.serial('KServe v1 with 1 M instances: 400 naming the bound before JSON.pars
   const body = `{"instances": [${Array(1_000_000).fill('[0]').join(',')}]}`;
   await refusedQuickly(t, 'v1 1 M instances', () => measure('/v1/models/mnist:predict', { method: 'POST', headers: { 'content-type': 'application/json' }, body }),
     'Too many elements: an array in the JSON body holds more than 10000 arrays, objects or strings (max_request_elements 10000)', { ms: 1000, growthMiB: 64 });
+});
+
+test.serial('a ResNet-18 explanation at the IG step cap grows RSS by less than the memory budget + 25 %', async (t) => {
+  const photo = new Uint8Array(readFileSync(fixture('sample.jpg')));
+  // One step first: the first explanation loads the module as saved for autograd (its weights, once).
+  const warm = await fetch(`${url}/explanations/resnet-18?n_steps=1`, { method: 'PUT', body: photo });
+  t.is(warm.status, 200, await warm.text());
+  const over = await fetch(`${url}/explanations/resnet-18?n_steps=${IG_CAP + 1}`, { method: 'PUT', body: photo });
+  t.is(((await over.json()) as { message: string }).message, `n_steps must be an integer from 1 to ${IG_CAP} (max_ig_steps), got "${IG_CAP + 1}"`);
+  const m = await measure(`/explanations/resnet-18?n_steps=${IG_CAP}`, { method: 'PUT', body: photo });
+  report(t, `IG ResNet-18 n_steps ${IG_CAP}, budget ${IG_BUDGET_MIB} MiB`, m);
+  t.is(m.status, 200);
+  t.is((m.body as unknown as number[][][]).length, 3);
+  t.true(m.growthMiB < IG_BUDGET_MIB * 1.25, `RSS +${m.growthMiB} MiB`);
 });
