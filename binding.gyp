@@ -17,6 +17,7 @@
         "native/core/executor.cpp",
         "native/core/quadrature.cpp",
         "native/core/model.cpp",
+        "native/core/serving_model.cpp",
         "native/core/optimize.cpp",
         "native/core/image_preprocess.cpp",
         "native/core/integrated_gradients.cpp",

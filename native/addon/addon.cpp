@@ -1,7 +1,8 @@
 // torchd.node: N-API surface over native/core. Every costly method returns a Promise. The pattern is
 // sharp's baton: arguments are converted to plain structs here on the main thread, the work runs on
-// the model's own executor thread touching only those structs and LibTorch, and the JS result is
-// built back on the main thread (via a thread-safe function). No N-API call happens off the main thread.
+// the model instance's own executor thread (native/core's ServingModel, which owns the threads, CUDA
+// streams and intra-op count) touching only those structs and LibTorch, and the JS result is built
+// back on the main thread (via a thread-safe function). No N-API call happens off the main thread.
 #include <napi.h>
 
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "image_binding.h"
 #include "integrated_gradients.h"
 #include "model.h"
+#include "serving_model.h"
 
 namespace torchd::addon {
 
@@ -74,7 +76,7 @@ struct Call {
   Napi::Promise::Deferred deferred;
   std::shared_ptr<CancelToken> cancel = std::make_shared<CancelToken>();  // the caller's, or the call's own
   std::vector<Napi::ObjectReference> keepAlive;  // JS buffers the views point into, and the model object
-  std::function<void(int lane)> execute;         // executor thread: plain C++ and LibTorch only
+  std::function<void()> execute;                 // loader thread: plain C++ and LibTorch only (loads)
   std::function<Napi::Value(Napi::Env)> finish;  // main thread: builds the JS result
   std::function<void()> settled;                 // main thread: bookkeeping after resolve/reject
   std::optional<EngineError> error;
@@ -104,27 +106,43 @@ void completeOnMainThread(Napi::Env env, Napi::Function, std::nullptr_t*, Call* 
   if (call->settled) call->settled();
 }
 
-/** Queues `call` on `executor`; the promise settles on the main thread. */
-Napi::Promise dispatch(Napi::Env env, Executor& executor, std::unique_ptr<Call> call) {
+/**
+ * Hands `call` to `submit` (which queues the work and later runs the ServingModel::Done it is given on
+ * a native thread); the promise settles on the main thread.
+ */
+Napi::Promise dispatch(Napi::Env env, std::unique_ptr<Call> call,
+                       const std::function<void(ServingModel::Done)>& submit) {
   Napi::Promise promise = call->deferred.Promise();
   Completion completion = Completion::New(env, "torchd", 0, 1);
   Call* raw = call.release();
-  executor.submit([raw, completion](int lane) mutable {
-    try {
-      raw->execute(lane);
-    } catch (const EngineError& e) {
-      raw->error = e;
-    } catch (const std::bad_alloc&) {
-      raw->error = EngineError(ErrorCode::OutOfMemory, "out of host memory");
-    } catch (const std::exception& e) {
-      raw->error = EngineError(ErrorCode::Forward, e.what());
-    } catch (...) {
-      raw->error = EngineError(ErrorCode::Forward, "unknown native error");
-    }
+  submit([raw, completion](std::optional<EngineError> error) mutable {
+    raw->error = std::move(error);
     completion.NonBlockingCall(raw);
     completion.Release();
   });
   return promise;
+}
+
+/** Queues a load (`call->execute`) on the addon's loader thread, with the errors ServingModel maps. */
+Napi::Promise dispatchLoad(Napi::Env env, Executor& loader, std::unique_ptr<Call> call) {
+  Call* raw = call.get();
+  return dispatch(env, std::move(call), [&loader, raw](ServingModel::Done done) {
+    loader.submit([raw, done = std::move(done)](int) {
+      std::optional<EngineError> error;
+      try {
+        raw->execute();
+      } catch (const EngineError& e) {
+        error = e;
+      } catch (const std::bad_alloc&) {
+        error = EngineError(ErrorCode::OutOfMemory, "out of host memory");
+      } catch (const std::exception& e) {
+        error = EngineError(ErrorCode::Load, e.what());
+      } catch (...) {
+        error = EngineError(ErrorCode::Load, "unknown native error");
+      }
+      done(std::move(error));
+    });
+  });
 }
 
 Napi::Promise rejected(Napi::Env env, const EngineError& e) {
@@ -190,15 +208,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   // Constructed only by loadModel's completion with the already-loaded model (no I/O here).
   ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
-    auto* loaded = info[0].As<Napi::External<std::shared_ptr<Model>>>().Data();
-    int workers = info[1].As<Napi::Number>().Int32Value();
-    model_ = *loaded;
-    path_ = model_->path();
-    device_ = model_->device();
-    inputNames_ = model_->inputNames();
-    executor_ = std::make_unique<Executor>(workers, prepareTorchThread);
-    workers_ = workers;
-    threads_ = model_->threads();
+    auto* loaded = info[0].As<Napi::External<std::shared_ptr<ServingModel>>>().Data();
+    serving_ = *loaded;
+    const Model& model = serving_->model();
+    path_ = model.path();
+    device_ = model.device();
+    inputNames_ = model.inputNames();
+    workers_ = serving_->workers();
+    threads_ = serving_->threads();
     Env().GetInstanceData<AddonData>()->live.insert(this);
   }
 
@@ -212,18 +229,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     for (const auto& token : tokens_) token->cancel("the process is exiting");
   }
 
-  /** The executor, when it still runs (for the exit hook). */
-  Executor* executor() { return executor_.get(); }
+  /** The model instance, while it still runs (for the exit hook). */
+  ServingModel* serving() { return serving_.get(); }
 
   /** Joins the executor threads (idle by now) and frees the module. */
   void release() {
-    if (executor_) {
-      executor_->shutdown();
-      executor_.reset();
-    }
-    if (model_) {
-      lastForwardCalls_ = model_->forwardCalls();
-      model_.reset();
+    if (serving_) {
+      serving_->shutdown();
+      lastForwardCalls_ = serving_->model().forwardCalls();
+      optimize_ = serving_->model().optimizeState();
+      serving_.reset();
     }
   }
 
@@ -275,11 +290,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<OutputNode>();
-    call->execute = [model = model_, views = std::move(views), result, cancel = call->cancel](int lane) {
-      *result = model->forward(views, lane, cancel.get());
-    };
     call->finish = [result](Napi::Env env) { return toJs(env, *result); };
-    return dispatch(env, *executor_, std::move(call));
+    std::shared_ptr<CancelToken> cancel = call->cancel;  // read before `call` moves into dispatch
+    return dispatch(env, std::move(call),
+                    [this, views = std::move(views), result, cancel](ServingModel::Done done) mutable {
+                      serving_->submitForward(std::move(views), cancel, result, std::move(done));
+                    });
   }
 
   Napi::Value IntegratedGradients(const Napi::CallbackInfo& info) {
@@ -352,10 +368,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<IgResult>();
-    call->execute = [model = model_, views = std::move(views), options = std::move(options), result,
-                     cancel = call->cancel](int lane) {
-      *result = model->integratedGradients(views, options, lane, cancel.get());
-    };
     call->finish = [result](Napi::Env env) -> Napi::Value {
       Napi::Object out = Napi::Object::New(env);
       out.Set("attributions", toJs(env, result->attributions));
@@ -367,7 +379,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       out.Set("stepBytes", Napi::Number::New(env, static_cast<double>(result->stepBytes)));
       return out;
     };
-    return dispatch(env, *executor_, std::move(call));
+    std::shared_ptr<CancelToken> cancel = call->cancel;  // read before `call` moves into dispatch
+    return dispatch(env, std::move(call),
+                    [this, views = std::move(views), options = std::move(options), result,
+                     cancel](ServingModel::Done done) mutable {
+                      serving_->submitIntegratedGradients(std::move(views), std::move(options), cancel, result,
+                                                          std::move(done));
+                    });
   }
 
   void SetWorkers(const Napi::CallbackInfo& info) {
@@ -375,7 +393,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     try {
       if (disposed_) throw EngineError(ErrorCode::Disposed, "model '" + path_ + "' was disposed");
       int n = readPositiveInt(info[0], "workers");
-      executor_->resize(n);
+      serving_->setWorkers(n);
       workers_ = n;
     } catch (const EngineError& e) {
       throw makeError(env, e);
@@ -408,18 +426,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return array;
   }
   Napi::Value ParameterCount(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->parameterCount()) : 0);
+    return Napi::Number::New(info.Env(), serving_ ? static_cast<double>(serving_->model().parameterCount()) : 0);
   }
   Napi::Value ParameterBytes(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), model_ ? static_cast<double>(model_->parameterBytes()) : 0);
+    return Napi::Number::New(info.Env(), serving_ ? static_cast<double>(serving_->model().parameterBytes()) : 0);
   }
   Napi::Value Workers(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), workers_); }
   Napi::Value ForwardCalls(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), static_cast<double>(model_ ? model_->forwardCalls() : lastForwardCalls_));
+    return Napi::Number::New(info.Env(), static_cast<double>(serving_ ? serving_->model().forwardCalls() : lastForwardCalls_));
   }
   Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), threads_); }
   Napi::Value ExecutorThreads(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), executor_ ? executor_->threadCount() : 0);
+    return Napi::Number::New(info.Env(), serving_ ? serving_->executorThreads() : 0);
   }
 
   // Test hook: the intra-op thread count LibTorch reports on an executor thread of this model,
@@ -430,14 +448,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (!checkUsable(env, rejection)) return *rejection;
     auto call = newCall(env, nullptr);
     auto seen = std::make_shared<int>(0);
-    call->execute = [model = model_, seen](int) { *seen = model->prepareCallingThread(); };
     call->finish = [seen](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *seen); };
-    return dispatch(env, *executor_, std::move(call));
+    return dispatch(env, std::move(call), [this, seen](ServingModel::Done done) {
+      serving_->submitProbeThreads(seen, std::move(done));
+    });
   }
 
   /** { serving: 'optimized' | 'original' | 'pending', reason } (reason: why the original serves, else ''). */
   Napi::Value Optimization(const Napi::CallbackInfo& info) {
-    if (model_) optimize_ = model_->optimizeState();
+    if (serving_) optimize_ = serving_->model().optimizeState();
     Napi::Object out = Napi::Object::New(info.Env());
     const char* serving = optimize_.serving == ForwardModule::Optimized ? "optimized"
                           : optimize_.serving == ForwardModule::Pending  ? "pending"
@@ -447,9 +466,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return out;
   }
 
-  std::shared_ptr<Model> model_;
+  std::shared_ptr<ServingModel> serving_;  // module, executor threads, streams; null once released
   OptimizeState optimize_;  // the last state read, kept for after dispose
-  std::unique_ptr<Executor> executor_;
   std::string path_;
   std::string device_;
   std::vector<std::string> inputNames_;
@@ -468,7 +486,7 @@ AddonData::~AddonData() {
   // still whole.
   for (ModelWrap* wrap : live) wrap->cancelAll();
   for (ModelWrap* wrap : live) {
-    if (Executor* e = wrap->executor()) e->shutdown(/*dropQueued=*/true);
+    if (ServingModel* m = wrap->serving()) m->shutdown(/*dropQueued=*/true);
     wrap->release();
   }
   live.clear();
@@ -507,20 +525,22 @@ Napi::Value PrepareForExitJs(const Napi::CallbackInfo& info) {
   auto* data = env.GetInstanceData<AddonData>();
   // The exiting flag is process-wide: only the main thread's exit may set it.
   if (isMainThread) markProcessExiting();
-  std::vector<Executor*> executors;
+  std::vector<ServingModel*> models;
   for (ModelWrap* wrap : data->live) {
     wrap->cancelAll();
-    if (Executor* e = wrap->executor()) executors.push_back(e);
+    if (ServingModel* m = wrap->serving()) models.push_back(m);
   }
-  if (data->loader) executors.push_back(data->loader.get());
   const auto until = std::chrono::steady_clock::now() + kExitGrace;
+  auto left = [&] {
+    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()),
+                    std::chrono::milliseconds(0));
+  };
   bool idle = true;
-  for (Executor* e : executors) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-    idle = e->quiesce(std::max(left, std::chrono::milliseconds(0))) && idle;
-  }
+  for (ServingModel* m : models) idle = m->quiesce(left()) && idle;
+  if (data->loader) idle = data->loader->quiesce(left()) && idle;
   if (idle) {
-    for (Executor* e : executors) e->shutdown(/*dropQueued=*/true);
+    for (ServingModel* m : models) m->shutdown(/*dropQueued=*/true);
+    if (data->loader) data->loader->shutdown(/*dropQueued=*/true);
   }
   return Napi::Boolean::New(env, idle);
 }
@@ -600,14 +620,16 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
   auto* data = env.GetInstanceData<AddonData>();
   if (!data->loader) data->loader = std::make_unique<Executor>(1, prepareTorchThread);
   auto call = std::make_unique<Call>(env);
-  auto loaded = std::make_shared<std::shared_ptr<Model>>();
-  call->execute = [path, options, loaded](int) { *loaded = Model::load(path, options); };
-  call->finish = [loaded, workers](Napi::Env env) -> Napi::Value {
-    auto* data = env.GetInstanceData<AddonData>();
-    auto external = Napi::External<std::shared_ptr<Model>>::New(env, loaded.get());
-    return data->modelConstructor.New({external, Napi::Number::New(env, workers)});
+  auto loaded = std::make_shared<std::shared_ptr<ServingModel>>();
+  call->execute = [path, options, workers, loaded] {
+    *loaded = std::make_shared<ServingModel>(Model::load(path, options), workers);
   };
-  return dispatch(env, *data->loader, std::move(call));
+  call->finish = [loaded](Napi::Env env) -> Napi::Value {
+    auto* data = env.GetInstanceData<AddonData>();
+    auto external = Napi::External<std::shared_ptr<ServingModel>>::New(env, loaded.get());
+    return data->modelConstructor.New({external});
+  };
+  return dispatchLoad(env, *data->loader, std::move(call));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -165,17 +165,6 @@ struct Model::Impl {
   int64_t parameterCount = 0;
   int64_t parameterBytes = 0;
   std::atomic<uint64_t> forwardCalls{0};
-#ifdef TORCHD_WITH_CUDA
-  std::mutex streamsMutex;
-  std::vector<c10::cuda::CUDAStream> streams;  // one per executor lane
-  c10::cuda::CUDAStream streamFor(int lane) {
-    std::lock_guard<std::mutex> lock(streamsMutex);
-    while (static_cast<int>(streams.size()) <= lane) {
-      streams.push_back(c10::cuda::getStreamFromPool(false, device.device.index()));
-    }
-    return streams[lane];
-  }
-#endif
 
   void checkInputs(const std::vector<TensorView>& inputs) const {
     if (inputs.size() < requiredInputs || inputs.size() > inputNames.size()) {
@@ -343,19 +332,13 @@ std::shared_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   return std::shared_ptr<Model>(new Model(std::move(impl)));
 }
 
-OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane, const CancelToken* cancel) {
+OutputNode Model::forward(const std::vector<TensorView>& inputs, const CancelToken* cancel) {
   impl_->checkInputs(inputs);
   // The only safe point of a forward is before it starts: LibTorch cannot stop inside an operator.
   if (cancel) cancel->throwIfStopped();
   impl_->forwardCalls.fetch_add(1);
   applyIntraOpThreads(impl_->threads);
   try {
-#ifdef TORCHD_WITH_CUDA
-    std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
-    if (impl_->device.device.is_cuda()) streamGuard.emplace(impl_->streamFor(lane));
-#else
-    (void)lane;
-#endif
     c10::InferenceMode inference;
     std::vector<c10::IValue> args;
     args.reserve(inputs.size());
@@ -366,7 +349,7 @@ OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane, const
       args.emplace_back(std::move(t));
     }
     c10::IValue out = impl_->runForward(std::move(args));
-    // Copies to the host happen on this lane's stream; low-precision results widen to fp32 for handlers.
+    // Work runs on the caller's current stream (ServingModel's CUDAStreamGuard for its lane); low-precision results widen to fp32 for handlers.
     OutputOptions outputOptions;
     outputOptions.widenFloats = impl_->castFloats;
     outputOptions.borrowed = &borrowed;
@@ -376,7 +359,7 @@ OutputNode Model::forward(const std::vector<TensorView>& inputs, int lane, const
   }
 }
 
-IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane,
+IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options,
                                     const CancelToken* cancel) {
   if (inputs.empty()) throw EngineError(ErrorCode::Argument, "integrated gradients needs at least one input", ErrorKind::RangeError);
   impl_->checkInputs(inputs);
@@ -403,12 +386,6 @@ IgResult Model::integratedGradients(const std::vector<TensorView>& inputs, const
                                                                : riemannTrapezoid(options.steps);
   applyIntraOpThreads(impl_->threads);
   try {
-#ifdef TORCHD_WITH_CUDA
-    std::optional<c10::cuda::CUDAStreamGuard> streamGuard;
-    if (impl_->device.device.is_cuda()) streamGuard.emplace(impl_->streamFor(lane));
-#else
-    (void)lane;
-#endif
     // Gradients are the point here: make sure no InferenceMode/no-grad leaks in from the caller.
     c10::InferenceMode notInference(false);
     torch::AutoGradMode grad(true);
@@ -453,6 +430,7 @@ int Model::prepareCallingThread() {
 }
 int Model::threads() const { return impl_->threads > 0 ? impl_->threads : at::get_num_threads(); }
 const std::string& Model::device() const { return impl_->device.name; }
+int Model::cudaDevice() const { return impl_->device.device.is_cuda() ? impl_->device.device.index() : -1; }
 const std::vector<std::string>& Model::inputNames() const { return impl_->inputNames; }
 size_t Model::requiredInputs() const { return impl_->requiredInputs; }
 int64_t Model::parameterCount() const { return impl_->parameterCount; }

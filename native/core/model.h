@@ -80,13 +80,13 @@ class Model {
   ~Model();
 
   /**
-   * Runs forward under InferenceMode. `lane` picks the CUDA stream (one per executor thread); a
-   * stopped `cancel` token (may be null) skips the call. Throws EngineError E_ARGUMENT, E_DTYPE,
+   * Runs forward under InferenceMode, on the calling thread's current CUDA stream (ServingModel gives
+   * each executor lane its own); a stopped `cancel` token (may be null) skips the call. Throws EngineError E_ARGUMENT, E_DTYPE,
    * E_SHAPE, E_FORWARD, E_OOM or E_CANCELLED.
    */
-  OutputNode forward(const std::vector<TensorView>& inputs, int lane = 0, const CancelToken* cancel = nullptr);
+  OutputNode forward(const std::vector<TensorView>& inputs, const CancelToken* cancel = nullptr);
   /** Integrated gradients w.r.t. inputs[0], cancellable between passes; same errors as forward. */
-  IgResult integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options, int lane = 0,
+  IgResult integratedGradients(const std::vector<TensorView>& inputs, const IgOptions& options,
                                const CancelToken* cancel = nullptr);
   /** The intra-op thread count this model's calls run with (its LoadOptions.threads or LibTorch's default). */
   int threads() const;
@@ -96,6 +96,8 @@ class Model {
   const std::string& path() const;
   /** The settled device, e.g. "cpu" or "cuda:0". */
   const std::string& device() const;
+  /** The CUDA device index, or -1 on the CPU. */
+  int cudaDevice() const;
   /** forward's argument names without `self`. */
   const std::vector<std::string>& inputNames() const;
   /** How many inputs forward needs at least (arguments without default values). */

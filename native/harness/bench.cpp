@@ -1,4 +1,5 @@
-// torchd-bench: the bare native loop over native/core (no Node), the ceiling torchd's HTTP numbers
+// torchd-bench: the bare native loop over native/core's ServingModel (no Node; the same executor
+// threads, streams and intra-op threads as the server's model instances), the ceiling torchd's HTTP numbers
 // are divided by (see shared/perf.md). Prints one JSON object per batch size.
 //
 //   torchd-bench --model M.pt --shape 1,3,224,224 --dtype float32 --device cpu --batch 1,2,4,8
@@ -20,12 +21,15 @@
 #include <random>
 #include <sstream>
 #include <string>
-#include <thread>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "build_info.h"
 #include "errors.h"
 #include "model.h"
+#include "serving_model.h"
 
 namespace {
 
@@ -167,7 +171,10 @@ int main(int argc, char** argv) {
     options.threads = args.threads;
     options.optimize = args.optimize;
     torchd::prepareTorchThread();
-    auto model = torchd::Model::load(args.model, options);
+    // --workers W: W executor threads running calls at once on the one module; IG runs on one.
+    int workers = args.ig ? 1 : args.workers;
+    auto serving = std::make_unique<torchd::ServingModel>(torchd::Model::load(args.model, options), workers);
+    const torchd::Model& model = serving->model();
     for (int64_t batch : args.batches) {
       std::vector<int64_t> shape = args.shape;
       shape[0] = batch;
@@ -182,60 +189,43 @@ int main(int argc, char** argv) {
       ig.steps = args.steps;
       ig.chunk = args.chunk;
       ig.target.assign(static_cast<size_t>(batch), args.target);
-      auto once = [&] {
-        if (args.ig) {
-          auto r = model->integratedGradients(inputs, ig);
-          (void)r;
-        } else {
-          auto r = model->forward(inputs);
-          (void)r;
+      // The server's layout: one ServingModel whose --workers executor threads (each with --threads
+      // intra-op threads, on its own CUDA stream) take calls from one FIFO queue, all sharing the one
+      // module. Each call times itself from when its thread starts it; items/s counts all of them.
+      auto runCalls = [&](int calls, std::vector<double>* ms) {
+        std::mutex mutex;
+        std::condition_variable finished;
+        int left = calls;
+        std::optional<torchd::EngineError> failure;
+        for (int i = 0; i < calls; ++i) {
+          serving->submit(
+              [&](torchd::Model& instanceModel) {
+                auto t0 = std::chrono::steady_clock::now();
+                // Results are copied back to host memory inside (and synchronized on CUDA).
+                if (args.ig) {
+                  (void)instanceModel.integratedGradients(inputs, ig);
+                } else {
+                  (void)instanceModel.forward(inputs);
+                }
+                double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+                std::lock_guard<std::mutex> lock(mutex);
+                if (ms) ms->push_back(took);
+              },
+              [&](std::optional<torchd::EngineError> error) {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (error && !failure) failure = std::move(error);
+                if (--left == 0) finished.notify_all();
+              });
         }
+        std::unique_lock<std::mutex> lock(mutex);
+        finished.wait(lock, [&] { return left == 0; });
+        if (failure) throw *failure;
       };
-      // --workers W: W threads each run the loop at once on the one module (the server's executor
-      // threads sharing weights), each with --threads intra-op threads; items/s counts all of them.
-      int workers = args.ig ? 1 : args.workers;
-      std::vector<std::vector<double>> laneMs(workers);
-      auto loop = [&](int lane) {
-        if (workers > 1) torchd::prepareTorchThread();  // a new std::thread: apply --threads there too
-        (void)lane;
-        for (int i = 0; i < args.warmup; ++i) once();
-      };
-      auto timed = [&](int lane) {
-        laneMs[lane].reserve(args.iters);
-        for (int i = 0; i < args.iters; ++i) {
-          auto t0 = std::chrono::steady_clock::now();
-          once();  // results are copied back to host memory inside (and synchronized on CUDA)
-          laneMs[lane].push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-        }
-      };
-      std::chrono::steady_clock::time_point start;
-      if (workers == 1) {
-        loop(0);
-        start = std::chrono::steady_clock::now();
-        timed(0);
-      } else {
-        std::vector<std::thread> pool;
-        std::vector<std::exception_ptr> failures(workers);
-        // Warm-up on every thread first, then all timed loops start together.
-        for (int w = 0; w < workers; ++w) pool.emplace_back([&, w] { try { loop(w); } catch (...) { failures[w] = std::current_exception(); } });
-        for (auto& t : pool) t.join();
-        pool.clear();
-        start = std::chrono::steady_clock::now();
-        for (int w = 0; w < workers; ++w) {
-          pool.emplace_back([&, w] {
-            try {
-              torchd::prepareTorchThread();
-              timed(w);
-            } catch (...) {
-              failures[w] = std::current_exception();
-            }
-          });
-        }
-        for (auto& t : pool) t.join();
-        for (auto& f : failures) if (f) std::rethrow_exception(f);
-      }
       std::vector<double> ms;
-      for (auto& l : laneMs) ms.insert(ms.end(), l.begin(), l.end());
+      ms.reserve(static_cast<size_t>(args.iters) * workers);
+      runCalls(args.warmup * workers, nullptr);
+      auto start = std::chrono::steady_clock::now();
+      runCalls(args.iters * workers, &ms);
       double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::vector<double> sorted = ms;
       std::sort(sorted.begin(), sorted.end());
@@ -246,9 +236,9 @@ int main(int argc, char** argv) {
           "{\"batch\":%lld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"items_per_s\":%.2f,\"mean_ms\":%.4f,\"iters\":%d,"
           "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"forward_module\":\"%s\",\"torch\":\"%s\"}\n",
           static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), static_cast<double>(batch) * args.iters * workers / total,
-          mean, args.iters, torchd::intraOpThreads(), workers, model->device().c_str(),
+          mean, args.iters, serving->threads(), workers, model.device().c_str(),
           args.dtype.c_str(), args.ig ? "ig" : "forward", args.ig ? args.steps : 0,
-          forwardModuleName(model->optimizeState().serving), torchd::buildInfo().torchVersion.c_str());
+          forwardModuleName(model.optimizeState().serving), torchd::buildInfo().torchVersion.c_str());
       std::fflush(stdout);
     }
   } catch (const torchd::EngineError& e) {
