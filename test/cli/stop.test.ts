@@ -27,7 +27,8 @@ async function stopTwiceWhileExplaining(store: string): Promise<Round> {
     process.execPath,
     [BIN, 'start', '--model-store', store, '--models', 'mnist=mnist.mar', '--inference-address', 'http://127.0.0.1:0',
       '--management-address', 'http://127.0.0.1:0', '--metrics-address', 'http://127.0.0.1:0', '--foreground'],
-    { stdio: 'pipe' },
+    // gRPC stays on (it drains with HTTP) but on free ports, so parallel test files never collide on 7070/7071.
+    { stdio: 'pipe', env: { ...process.env, TS_GRPC_INFERENCE_PORT: '0', TS_GRPC_MANAGEMENT_PORT: '0' } },
   );
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
