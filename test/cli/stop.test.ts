@@ -3,15 +3,12 @@
 // the code the CLI chooses for it (1: "stopped before draining"), never a signal. Before the exit hook
 // (native/addon/addon.cpp) this died with SIGSEGV in 10 of 10 tries.
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { makeModelStore } from '../http/_server.js';
+import { spawnTorchd } from '../_torchd-child.js';
 
-const BIN = fileURLToPath(new URL('../../bin/torchd.js', import.meta.url));
 const DIGIT = readFileSync(fileURLToPath(new URL('../fixtures/models/images/4.png', import.meta.url)));
 const ROUNDS = 3;
 const IN_FLIGHT = 6;
@@ -23,30 +20,13 @@ interface Round {
 }
 
 async function stopTwiceWhileExplaining(store: string): Promise<Round> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'start', '--model-store', store, '--models', 'mnist=mnist.mar', '--inference-address', 'http://127.0.0.1:0',
+  const torchd = spawnTorchd(
+    ['start', '--model-store', store, '--models', 'mnist=mnist.mar', '--inference-address', 'http://127.0.0.1:0',
       '--management-address', 'http://127.0.0.1:0', '--metrics-address', 'http://127.0.0.1:0', '--foreground'],
     // gRPC stays on (it drains with HTTP) but on free ports, so parallel test files never collide on 7070/7071.
-    { stdio: 'pipe', env: { ...process.env, TS_GRPC_INFERENCE_PORT: '0', TS_GRPC_MANAGEMENT_PORT: '0' } },
+    { env: { ...process.env, TS_GRPC_INFERENCE_PORT: '0', TS_GRPC_MANAGEMENT_PORT: '0' } },
   );
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  const ready = await new Promise<{ inference: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`torchd not ready in 60 s: ${stderr}`)), 60_000);
-    createInterface({ input: child.stdout }).on('line', (text) => {
-      try {
-        const line = JSON.parse(text) as { msg?: string; addresses?: { inference: string } };
-        if (line.msg === 'torchd ready' && line.addresses) {
-          clearTimeout(timer);
-          resolve(line.addresses);
-        }
-      } catch {
-        // not a log line
-      }
-    });
-  });
+  const ready = (await torchd.waitFor('torchd ready')).addresses as { inference: string };
   // n_steps at the cap: each explanation keeps an executor thread busy for a while.
   const requests = Array.from({ length: IN_FLIGHT }, () =>
     fetch(`${ready.inference}/explanations/mnist?n_steps=1024`, { method: 'PUT', body: DIGIT }).then(
@@ -56,14 +36,14 @@ async function stopTwiceWhileExplaining(store: string): Promise<Round> {
   );
   // Long enough for the requests to be decoded and the first explanations to reach the executor.
   await new Promise((r) => setTimeout(r, 400));
-  child.kill('SIGTERM');
+  torchd.child.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 50));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const [code, signal] = await exited;
+  torchd.child.kill('SIGTERM');
+  const timer = setTimeout(() => void torchd.kill(), 30_000);
+  const { code, signal } = await torchd.exited;
   clearTimeout(timer);
   await Promise.all(requests);
-  return { code, signal, stderr };
+  return { code, signal, stderr: torchd.stderr() };
 }
 
 test(`a second SIGTERM with ${IN_FLIGHT} explanations in flight exits with code 1, never a signal (${ROUNDS} rounds)`, async (t) => {

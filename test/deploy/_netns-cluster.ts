@@ -9,7 +9,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { spawnTorchd, type TorchdChild } from './_torchd-child.js';
+import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
 
 const run = promisify(execFile);
 const NS_PREFIX = 'torchd-rr-';

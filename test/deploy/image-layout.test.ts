@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import { makeModelStore } from '../http/_server.js';
 import { clients, rpc } from '../grpc/_grpc.js';
 import { dockerfileEnv, finalStage } from './_dockerfile.js';
-import { spawnTorchd } from './_torchd-child.js';
+import { spawnTorchd } from '../_torchd-child.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const IMAGE_ROOT = '/opt/torchd/';
@@ -90,6 +90,6 @@ test('the final stage\'s COPY list is enough to serve: `torchserve --start` on t
   t.deepEqual(await rpc(grpc.health, 'Check', { service: '' }), { status: 'SERVING' }, 'the .proto files are in the image');
 
   torchd.child.kill('SIGTERM');
-  const [code] = await torchd.exited;
+  const { code } = await torchd.exited;
   t.is(code, 0, torchd.stderr());
 });

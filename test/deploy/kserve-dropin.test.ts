@@ -13,7 +13,7 @@ import { torchserveArgs } from '../../src/cli.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
 import { makeModelStore } from '../http/_server.js';
-import { spawnTorchd } from './_torchd-child.js';
+import { spawnTorchd } from '../_torchd-child.js';
 import { clients, failure, rpc } from '../grpc/_grpc.js';
 
 const KSERVE_CONFIG = fileURLToPath(new URL('./fixtures/kserve-config.properties', import.meta.url));
@@ -103,7 +103,7 @@ test('`torchd --start` with KServe\'s sample config.properties and the runtime\'
   t.regex(await scraped.text(), /^# HELP /m);
 
   torchd.child.kill('SIGTERM');
-  const [code] = await torchd.exited;
+  const { code } = await torchd.exited;
   t.is(code, 0, torchd.stderr());
 });
 

@@ -133,7 +133,7 @@ maybe('rolling restart: each replica SIGTERMed and started again in turn → zer
       torchd.child.kill('SIGTERM');
       // Readiness goes false first: the balancer takes the replica out while it still serves.
       downAfter.push(await c.waitForStatus(r.name, /^DOWN/, 60_000).then(() => Date.now() - signalledAt));
-      const [code, signal] = await torchd.exited;
+      const { code, signal } = await torchd.exited;
       t.is(code, 0, `${r.name} exit after SIGTERM (signal ${signal}): ${torchd.stderr().slice(-1000)}`);
       await c.startReplica(r.index);
       await c.waitForStatus(r.name, /^UP/, 60_000);

@@ -2,28 +2,18 @@
 // over a model store on free loopback ports, and speaks raw HTTP/1.1 over one socket so that a test
 // sees exactly what happens to a keep-alive connection (Connection headers, FIN, reset).
 // Not a test file (no .test. in its name).
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
 
-const BIN = fileURLToPath(new URL('../../bin/torchd.js', import.meta.url));
-
-export interface Torchd {
-  child: ChildProcessWithoutNullStreams;
+export interface Torchd extends TorchdChild {
   inference: string;
   management: string;
-  /** JSON log lines so far. */
-  lines: Record<string, unknown>[];
-  stderr(): string;
   /** Resolves with the first log line whose msg starts with `prefix`. */
   waitForLog(prefix: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  /** Resolves when the process has exited: its code, signal and Date.now() at exit. */
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   /** SIGKILL if still running; removes the working folder. */
   dispose(): Promise<void>;
 }
@@ -35,50 +25,21 @@ export async function startTorchd(store: string, models: string, properties: Rec
   // gRPC listeners on free ports too, so parallel test runs never fight over 7070/7071.
   const all = { grpc_inference_port: '0', grpc_management_port: '0', ...properties };
   await writeFile(props, Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(''));
-  const child = spawn(
-    process.execPath,
-    [BIN, 'start', '--model-store', store, '--models', models, '--ts-config', props,
+  const torchd = spawnTorchd(
+    ['start', '--model-store', store, '--models', models, '--ts-config', props,
       '--inference-address', 'http://127.0.0.1:0', '--management-address', 'http://127.0.0.1:0',
       '--metrics-address', 'http://127.0.0.1:0'],
-    { cwd, stdio: 'pipe' },
+    { cwd },
   );
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
-  const lines: Record<string, unknown>[] = [];
-  const waiters: [string, (l: Record<string, unknown>) => void][] = [];
-  createInterface({ input: child.stdout }).on('line', (text) => {
-    let line: Record<string, unknown>;
-    try {
-      line = JSON.parse(text);
-    } catch {
-      return;
-    }
-    lines.push(line);
-    for (const [prefix, resolve] of waiters) if (String(line.msg).startsWith(prefix)) resolve(line);
-  });
-  const waitForLog = (prefix: string, timeoutMs = 60_000): Promise<Record<string, unknown>> => {
-    const found = lines.find((l) => String(l.msg).startsWith(prefix));
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${prefix}" log line within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
-      waiters.push([prefix, (l) => (clearTimeout(timer), resolve(l))]);
-      void exited.then(() => setTimeout(() => reject(new Error(`torchd exited before "${prefix}"; stderr: ${stderr}`)), 50));
-    });
-  };
+  const waitForLog = (prefix: string, timeoutMs = 60_000) => torchd.waitFor(prefix, { timeoutMs, prefix: true });
   const dispose = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
+    await torchd.kill();
     await rm(cwd, { recursive: true, force: true });
   };
   try {
     const ready = await waitForLog('torchd ready');
     const addresses = ready.addresses as { inference: string; management: string };
-    return { child, inference: addresses.inference, management: addresses.management, lines, stderr: () => stderr, waitForLog, exited, dispose };
+    return { ...torchd, inference: addresses.inference, management: addresses.management, waitForLog, dispose };
   } catch (err) {
     await dispose();
     throw err;

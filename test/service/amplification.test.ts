@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { cpus, loadavg } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
-import { spawnTorchd, type TorchdChild } from '../deploy/_torchd-child.js';
+import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
 import { fixture, makeModelStore } from '../http/_server.js';
 import { pngHeaderOnly } from '../handlers/helpers.js';
 import { readFileSync } from 'node:fs';
