@@ -1,6 +1,7 @@
 // The model registry: names → versions (first registered = default), one loaded module per
 // version shared by all of its workers, and the lifecycle (register, scale, drain, dispose).
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import {
   BadRequestError,
@@ -15,7 +16,7 @@ import { loadModel, type Model, type OptimizationState, type Tensor } from '../n
 import type { ServerMetrics } from '../metrics/types.js';
 import { HANDLER_TRAITS } from '../handlers/names.js';
 import { DynamicBatcher } from './batcher.js';
-import type { ModelInfo, ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
+import type { ImageInputProbe, ModelInfo, ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
 import { ARRAY_CTOR, elementCount } from './tensors.js';
 
 // LibTorch's OpenMP threads (libgomp) spin after each parallel region by default. On a machine whose
@@ -51,6 +52,8 @@ export class LoadedModelVersion implements ModelVersion {
   ready = false;
   readonly loadedAt = new Date();
   readonly info: ModelInfo;
+  /** What registration's probe learnt of a non-resizing image model's input size (see probeImageInput). */
+  imageInput?: ImageInputProbe;
   /** The native module: only the registry (dispose, scale) and the batcher reach it. */
   readonly #model: Model;
   constructor(
@@ -158,6 +161,69 @@ function warmupInputs(spec: ModelSpec): Tensor[] | undefined {
 }
 
 /**
+ * Square sides the probe tries, smallest first: the usual input sizes (MNIST 28, CIFAR 32, …, ImageNet 224/256,
+ * Inception 299, …). TorchScript does not record an input shape, so a size can only be found by trying; a short
+ * ladder of likely sizes finds the common ones in a few cheap forwards (a failing one stops at the first layer that
+ * disagrees), where a search over every side would cost hundreds.
+ */
+const PROBE_SIDES = [28, 32, 64, 96, 112, 128, 160, 192, 224, 256, 299, 320, 384, 448, 512];
+
+/** A probe stops trying further sides past this (ms): registration must stay quick; the pixel budget applies then. */
+const PROBE_BUDGET_MS = 10_000;
+
+/** Whether a probe applies: an image classifier that does not resize and whose config declares no input shape. */
+function needsImageProbe(spec: ModelSpec): boolean {
+  const h = spec.handler;
+  return HANDLER_TRAITS[h.name].imageInput && h.image_size === null && h.crop_size === null && !(spec.inputs && spec.inputs.length > 0);
+}
+
+/**
+ * Finds the input size of a non-resizing image model before its first request, so that an image of another size is
+ * refused from its header instead of being decoded (a 100 KB PNG can declare 9999×9999 pixels). Seeded-value
+ * forwards of [1, channels, S, S] over PROBE_SIDES, on the native thread as any forward: the first side S that
+ * succeeds is the candidate (its forward is also the one that settles the optimised-vs-original module check, as a
+ * warm-up does; failing forwards do not settle it). S is only fixed if a clearly larger side fails too: a model with
+ * adaptive pooling takes many sizes, and pinning the first one would refuse every other valid image. Not S + 1: the
+ * floor of a strided pooling maps S..S+k to one feature size (the digit model takes 28 to 31), so S + 1 succeeds on
+ * fixed-size models too; the next ladder side (32 after 28, 256 after 224) is past that band.
+ * Undefined when no side was accepted within the budget (the model then gets the pixel budget).
+ */
+async function probeImageInput(mv: LoadedModelVersion, logger: Logger): Promise<ImageInputProbe | undefined> {
+  const { spec } = mv;
+  const channels = spec.handler.channels;
+  const t0 = performance.now();
+  const accepts = async (side: number): Promise<boolean> => {
+    const data = new Float32Array(channels * side * side);
+    fillSeeded(data);
+    try {
+      await mv.warmUp([{ data, shape: [1, channels, side, side], dtype: 'float32' }]);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let result: ImageInputProbe | undefined;
+  const tried: number[] = [];
+  for (let i = 0; i < PROBE_SIDES.length && performance.now() - t0 < PROBE_BUDGET_MS; i++) {
+    const side = PROBE_SIDES[i];
+    tried.push(side);
+    if (!(await accepts(side))) continue;
+    const larger = PROBE_SIDES[i + 1] ?? side + Math.ceil(side / 4);
+    tried.push(larger);
+    result = { size: (await accepts(larger)) ? null : [side, side] };
+    break;
+  }
+  const ms = Math.round(performance.now() - t0);
+  logger.info(
+    { model: spec.name, version: spec.version, tried, inputSize: result ? (result.size ? result.size.join('x') : 'any') : 'unknown', probeMs: ms },
+    result?.size ? 'image input size found by probing: other sizes are refused from the header'
+      : result ? 'the model takes several image sizes: no size check, the pixel budget applies'
+        : 'no probed image size was accepted: the pixel budget applies',
+  );
+  return result;
+}
+
+/**
  * Logs a warning when optimisation was asked for but the original module serves (the optimised copy's
  * outputs differed or a pass failed). While the check is pending (no warm-up input), it reports once the
  * first request has settled it.
@@ -260,6 +326,9 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
         } catch (err) {
           logger.warn({ model: spec.name, version: spec.version, err: (err as Error).message }, 'warm-up forward failed');
         }
+      } else if (needsImageProbe(spec)) {
+        // Before the version can be resolved: its handler knows the size from the first request on.
+        mv.imageInput = await probeImageInput(mv, logger);
       }
       // The warm-up forward decided which module serves; without one the first request decides.
       reportOptimization(mv, logger);
@@ -273,7 +342,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
         {
           model: spec.name, version: spec.version, file: spec.serializedFile, modelDevice: model.device,
           parameters: model.parameterCount, parameterBytes: model.parameterBytes, inputs: model.inputs.map((i) => i.name),
-          handler: spec.handler.name, ...settings, workers, threads, cores, warmedUp: Boolean(warm), loadMs: Date.now() - t0,
+          handler: spec.handler.name, ...settings, workers, threads, cores, warmedUp: Boolean(warm) || Boolean(mv.imageInput), loadMs: Date.now() - t0,
           forwardModule: model.optimization.serving,
           default: defaults.get(spec.name) === spec.version,
         },

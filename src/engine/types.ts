@@ -108,8 +108,16 @@ export interface ModelInfo {
   readonly parameterBytes: number;
 }
 
+/** What registration learnt by probing a non-resizing image model's forward (engine/registry.ts probeImageInput). */
+export interface ImageInputProbe {
+  /** [height, width] when the model takes exactly one image size; null when it takes several (adaptive pooling). */
+  size: [number, number] | null;
+}
+
 export interface ModelVersion {
   readonly spec: ModelSpec;
+  /** Set at registration for an image model that does not resize and declares no input shape. */
+  readonly imageInput?: ImageInputProbe;
   readonly settings: ModelSettings;
   readonly info: ModelInfo;
   /** Which module forward runs (optimised copy, original, or pending until the first forward compared them). */

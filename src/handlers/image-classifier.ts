@@ -39,15 +39,19 @@ export class ImageClassifierHandler implements ModelHandler {
   private readonly config: HandlerConfig;
   /**
    * [height, width] the model takes when the handler does not resize: declared in the model config's `inputs`, or
-   * learnt from the first image the model answered. Undefined until known (the pixel budget applies meanwhile).
+   * found by the registry's probe before the first request. Undefined when the model takes several sizes (adaptive
+   * pooling) or no size is known: the pixel budget applies then. Never learnt from an answered image: one image
+   * that worked does not show that other sizes would fail.
    */
-  private inputSize: [number, number] | undefined;
+  private readonly inputSize: [number, number] | undefined;
 
   constructor(private readonly model: HandlerModel) {
     this.config = model.handler;
     const declared = model.inputs?.[0]?.shape;
     if (declared && declared.length >= 2 && declared.at(-1)! > 0 && declared.at(-2)! > 0) {
       this.inputSize = [declared.at(-2)!, declared.at(-1)!];
+    } else if (model.imageInput?.size) {
+      this.inputSize = model.imageInput.size;
     }
   }
 
@@ -154,13 +158,6 @@ export class ImageClassifierHandler implements ModelHandler {
             : { name: 'output0', datatype: 'FP32', shape: [-1, -1] },
       ],
     };
-  }
-
-  /** Called by the service after a successful forward: a non-resizing model's input size is then known. */
-  observe(args: Tensor[]): void {
-    if (this.resizes || this.inputSize) return;
-    const shape = args[0]?.shape;
-    if (shape?.length === 4) this.inputSize = [shape[2], shape[3]];
   }
 }
 

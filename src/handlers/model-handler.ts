@@ -3,7 +3,7 @@
 // into examples — forward arguments decoded lazily, so that the service decides when and how many at a time — and
 // turns each example's output back into a result. It never calls the batcher: the service does.
 import type { NumericDatatype } from '../engine/tensors.js';
-import type { HandlerConfig, TensorMetadata } from '../engine/types.js';
+import type { HandlerConfig, ImageInputProbe, TensorMetadata } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
 import type { HeatmapOptions } from './heatmap.js';
 import type { HandlerName } from './names.js';
@@ -79,8 +79,6 @@ export interface ModelHandler {
    * whose input is an image have it.
    */
   heatmap?(args: Tensor[], attributions: Tensor, options: HeatmapOptions): Promise<Buffer>;
-  /** Called after a successful forward with the example's arguments (a handler may learn the model's input size). */
-  observe?(args: Tensor[]): void;
   /** KServe v2 model metadata: inputs and outputs with name, datatype and shape (-1 where unknown). */
   metadata(): { inputs: TensorMetadata[]; outputs: TensorMetadata[] };
 }
@@ -94,4 +92,6 @@ export interface HandlerModel {
   outputs?: TensorMetadata[];
   /** forward's argument names (after self), from TorchScript. */
   argumentNames: string[];
+  /** A non-resizing image model's input size as the registry's probe found it (undefined: not probed). */
+  imageInput?: ImageInputProbe;
 }

@@ -41,7 +41,7 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
     if (!s) {
       const handler = createModelHandler({
         name: mv.spec.name, handler: mv.spec.handler, labels: mv.spec.labels, inputs: mv.spec.inputs, outputs: mv.spec.outputs,
-        argumentNames: mv.info.inputs,
+        argumentNames: mv.info.inputs, imageInput: mv.imageInput,
       });
       states.set(mv, (s = { handler, admitted: 0 }));
     }
@@ -171,7 +171,6 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
         signal.throwIfAborted();
         if (!explain) {
           const out = await mv.batcher.infer(args, options);
-          handler.observe?.(args);
           return input.kind === 'tensors' ? out : timed(mv, 'postprocess', () => handler.row(out, example));
         }
         const targets = targetsFor(explain.target, index, args[0]?.shape[0] ?? 1);
