@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { RequestTimeoutError, ServiceUnavailableError, TorchdError } from '../errors.js';
 import type { IgOptions, IgResult, Model, OutputTree, Tensor } from '../native.js';
 import type { ServerMetrics } from '../metrics/types.js';
-import type { Batcher, InferOptions, ModelSettings } from './types.js';
+import type { Arrival, Batcher, InferOptions, ModelSettings } from './types.js';
 import { batchRows, compatibilityKey, concatRows, splitRows, validateArgs } from './tensors.js';
 import { mapNativeError, nativeCode } from './native-errors.js';
 
@@ -45,6 +45,15 @@ interface Job {
   onAbort?: () => void;
   /** The native call running this job. */
   call?: NativeCall;
+}
+
+/** An announced request (Batcher.expect): counted in `incoming` until it arrives or is withdrawn. */
+class Announcement implements Arrival {
+  open = true;
+  constructor(private readonly batcher: DynamicBatcher) {}
+  cancel(): void {
+    this.batcher.withdraw(this, true);
+  }
 }
 
 /** One native call: the jobs it answers and how to stop it. */
@@ -88,11 +97,18 @@ export class DynamicBatcher implements Batcher {
   private closing = false;
   private delayTimer: NodeJS.Timeout | undefined;
   private idleWaiters: (() => void)[] = [];
+  /** Infer requests admitted and being decoded (announced with expect()): what a partial batch may wait for. */
+  private incoming = 0;
   /** Native calls this batcher made (forward + integratedGradients): the test hook for batching. */
   nativeCalls = 0;
 
   constructor(private readonly options: BatcherOptions) {
     this.workers = options.workers;
+  }
+
+  /** Announced requests not yet arrived (tests, describe). */
+  get expected(): number {
+    return this.incoming;
   }
 
   get pending(): number {
@@ -127,6 +143,19 @@ export class DynamicBatcher implements Batcher {
     return this.enqueue('explain', args, ig, options) as Promise<IgResult>;
   }
 
+  expect(): Arrival {
+    this.incoming++;
+    return new Announcement(this);
+  }
+
+  /** Ends an announcement once; `pump` unless the request is being enqueued right now (it pumps itself). */
+  withdraw(arrival: Arrival, pump: boolean): void {
+    if (!(arrival instanceof Announcement) || !arrival.open) return;
+    arrival.open = false;
+    this.incoming--;
+    if (pump) this.pump();
+  }
+
   /**
    * Refuses new requests, lets queued and running ones finish, and resolves when nothing is left
    * (unregister drains before the model is disposed). With `abortQueued`, queued requests are
@@ -149,19 +178,21 @@ export class DynamicBatcher implements Batcher {
 
   private enqueue(kind: Job['kind'], args: Tensor[], ig: IgOptions | undefined, options: InferOptions): Promise<unknown> {
     const { name, version, settings } = this.options;
+    // The announced request is here (or refused): it no longer holds a partial batch back.
+    if (options.arrival) this.withdraw(options.arrival, false);
     // Backpressure is answered at once: a full queue or no worker never makes the client wait.
     if (this.closing) {
-      return Promise.reject(new ServiceUnavailableError(`Model ${name} version ${version} is being unregistered`));
+      return this.refuse(options, new ServiceUnavailableError(`Model ${name} version ${version} is being unregistered`));
     }
     if (this.workers < 1) {
-      return Promise.reject(new ServiceUnavailableError(`No worker is available for model ${name} version ${version}`));
+      return this.refuse(options, new ServiceUnavailableError(`No worker is available for model ${name} version ${version}`));
     }
     if (this.queue.length >= settings.jobQueueSize) {
-      return Promise.reject(
+      return this.refuse(options, 
         new ServiceUnavailableError(`Model ${name} version ${version} has too many pending requests (job_queue_size ${settings.jobQueueSize})`),
       );
     }
-    if (options.signal?.aborted) return Promise.reject(new ClientClosedError());
+    if (options.signal?.aborted) return this.refuse(options, new ClientClosedError());
 
     return new Promise((resolve, reject) => {
       const now = performance.now();
@@ -204,6 +235,12 @@ export class DynamicBatcher implements Batcher {
     });
   }
 
+  /** An early refusal; a batch that waited for this (announced) request starts without it. */
+  private refuse(options: InferOptions, err: Error): Promise<never> {
+    if (options.arrival) this.pump();
+    return Promise.reject(err);
+  }
+
   private removeQueued(job: Job): boolean {
     const i = this.queue.indexOf(job);
     if (i < 0) return false;
@@ -243,9 +280,12 @@ export class DynamicBatcher implements Batcher {
       }
       const picked = this.pick(head, batchSize);
       const rows = picked.reduce((n, j) => n + j.rows, 0);
-      // A partial batch waits (at most maxBatchDelay since its oldest request arrived) only while the
-      // device is busy with other work; an idle device starts it at once.
-      if (rows < batchSize && this.active > 0 && maxBatchDelay > 0) {
+      // A partial batch waits (at most maxBatchDelay since its oldest request arrived) only for requests
+      // the server already holds and is decoding (announced with expect()), and only while another worker
+      // is busy: at low load nothing is on its way and an idle device starts at once (no idle delay); under
+      // load the free worker takes its neighbours that are a few ms behind instead of running alone, and it
+      // never waits out maxBatchDelay for requests that may never come.
+      if (rows < batchSize && maxBatchDelay > 0 && this.incoming > 0 && this.active > 0) {
         const wait = head.enqueuedAt + maxBatchDelay - performance.now();
         if (wait > 0) {
           this.armDelay(wait);

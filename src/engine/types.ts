@@ -79,6 +79,17 @@ export interface InferOptions {
   deadline?: number;
   /** The time limit the deadline stands for, in ms, named by the 504 (default: responseTimeout). */
   timeoutMs?: number;
+  /** The announcement this request made with Batcher.expect() while it was decoded: it arrives now. */
+  arrival?: Arrival;
+}
+
+/**
+ * A request on its way to a batcher: admitted and being decoded. A partial batch may wait for it (at most
+ * maxBatchDelay) instead of starting without it; nothing ever waits for requests the server has not received.
+ */
+export interface Arrival {
+  /** Withdraws the announcement (decoding failed, the request ended): a batch waiting for it starts. Idempotent. */
+  cancel(): void;
 }
 
 /**
@@ -90,6 +101,8 @@ export interface InferOptions {
 export interface Batcher {
   infer(args: Tensor[], options?: InferOptions): Promise<OutputTree>;
   explain(args: Tensor[], ig: IgOptions, options?: InferOptions): Promise<IgResult>;
+  /** Announces an infer request that is being decoded; pass it as `arrival` to infer(), or cancel() it. */
+  expect(): Arrival;
   /** Requests queued, not yet running. */
   readonly pending: number;
   /** Requests running in native calls now. */

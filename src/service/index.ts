@@ -167,10 +167,24 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
       const options = { signal, deadline, timeoutMs: deadline - admittedAt };
 
       const perExample = async (example: Example, index: number): Promise<unknown> => {
-        const args = await timed(mv, 'preprocess', () => example.decode());
-        signal.throwIfAborted();
+        // Announced while it is decoded: a worker that frees up meanwhile may wait for it (bounded by
+        // maxBatchDelay) to run it in one batch with its neighbours; withdrawn if decoding fails.
+        const arrival = explain ? undefined : mv.batcher.expect();
+        let args: Tensor[];
+        try {
+          args = await timed(mv, 'preprocess', () => example.decode());
+          signal.throwIfAborted();
+        } catch (err) {
+          arrival?.cancel();
+          throw err;
+        }
         if (!explain) {
-          const out = await mv.batcher.infer(args, options);
+          let out: OutputTree;
+          try {
+            out = await mv.batcher.infer(args, { ...options, arrival });
+          } finally {
+            arrival?.cancel(); // a no-op once the batcher took it; withdraws it if infer threw first (bad args)
+          }
           return input.kind === 'tensors' ? out : timed(mv, 'postprocess', () => handler.row(out, example));
         }
         const targets = targetsFor(explain.target, index, args[0]?.shape[0] ?? 1);

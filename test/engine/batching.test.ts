@@ -121,3 +121,90 @@ test('requests whose shapes differ are not batched together', async (t) => {
   // lone first call, then [2,2,2,2]+[3,3,3,3] together, and the [1,5] request on its own.
   t.is(batcher.nativeCalls - before, 3);
 });
+
+// Batching under load without idle delay (issue 11, item 4): with another worker busy, a free worker waits
+// (at most maxBatchDelay) only for requests announced with expect() — admitted and being decoded — never for
+// requests that have not reached the server. Every check below is made synchronously after infer() returns: a
+// native call starts inside infer() (nativeCalls moves at once) or not at all, and no forward can complete before
+// the test yields, so nothing depends on timing. maxBatchDelay is a minute: a wrong wait hangs the test (fails).
+async function twoWorkers(t: import('ava').ExecutionContext) {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('rows.pt'), { batchSize: 8, maxBatchDelay: 60_000, minWorkers: 2, maxWorkers: 2 });
+  return mv.batcher as DynamicBatcher;
+}
+
+test('with a worker busy and nothing on its way, a free worker starts a partial batch at once', async (t) => {
+  const batcher = await twoWorkers(t);
+  const before = batcher.nativeCalls;
+  const first = batcher.infer([f32([reference.inputs[0]])]);
+  t.is(batcher.nativeCalls - before, 1);
+  const second = batcher.infer([f32([reference.inputs[1]])]);
+  // The old policy held it for maxBatchDelay (a fuller batch that nobody was sending).
+  t.is(batcher.nativeCalls - before, 2);
+  t.is(batcher.pending, 0);
+  const outs = (await Promise.all([first, second])) as Tensor[][];
+  t.is(assertClose(values(outs[1][0]), reference.outputs[0][1]), undefined);
+});
+
+test('with a worker busy, a free worker waits for an announced request and runs it in the same batch', async (t) => {
+  const batcher = await twoWorkers(t);
+  const before = batcher.nativeCalls;
+  const first = batcher.infer([f32([reference.inputs[0]])]);
+  const arrival = batcher.expect();
+  t.is(batcher.expected, 1);
+  const second = batcher.infer([f32([reference.inputs[1]])]);
+  t.is(batcher.nativeCalls - before, 1, 'the partial batch waits for the announced request');
+  t.is(batcher.pending, 1);
+  const third = batcher.infer([f32([reference.inputs[2]])], { arrival });
+  t.is(batcher.expected, 0);
+  t.is(batcher.nativeCalls - before, 2, 'second and third share one native call');
+  t.is(batcher.pending, 0);
+  t.is(batcher.running, 3);
+  const outs = (await Promise.all([first, second, third])) as Tensor[][];
+  outs.forEach((out, i) => {
+    t.deepEqual(out[0].shape, [1, 3]);
+    t.is(assertClose(values(out[0]), reference.outputs[0][i]), undefined, `request ${i} logits`);
+  });
+  // Consumed: cancelling it afterwards changes nothing.
+  arrival.cancel();
+  t.is(batcher.expected, 0);
+});
+
+test('a withdrawn announcement (decoding failed) releases the batch that waited for it', async (t) => {
+  const batcher = await twoWorkers(t);
+  const before = batcher.nativeCalls;
+  const first = batcher.infer([f32([reference.inputs[0]])]);
+  const arrival = batcher.expect();
+  const second = batcher.infer([f32([reference.inputs[1]])]);
+  t.is(batcher.nativeCalls - before, 1);
+  arrival.cancel();
+  arrival.cancel(); // idempotent: counted out once
+  t.is(batcher.expected, 0);
+  t.is(batcher.nativeCalls - before, 2);
+  await Promise.all([first, second]);
+});
+
+test('an announcement never holds back a request on an idle device', async (t) => {
+  const batcher = await twoWorkers(t);
+  const before = batcher.nativeCalls;
+  const arrival = batcher.expect();
+  const lone = batcher.infer([f32([reference.inputs[0]])]);
+  t.is(batcher.nativeCalls - before, 1);
+  arrival.cancel();
+  await lone;
+});
+
+test('an announced request refused by a closing batcher releases the batch that waited for it', async (t) => {
+  const batcher = await twoWorkers(t);
+  const before = batcher.nativeCalls;
+  const first = batcher.infer([f32([reference.inputs[0]])]);
+  const arrival = batcher.expect();
+  const second = batcher.infer([f32([reference.inputs[1]])]);
+  t.is(batcher.nativeCalls - before, 1);
+  const closed = batcher.close();
+  await t.throwsAsync(batcher.infer([f32([reference.inputs[2]])], { arrival }), { message: /is being unregistered/ });
+  t.is(batcher.expected, 0);
+  t.is(batcher.nativeCalls - before, 2);
+  await Promise.all([first, second, closed]);
+});

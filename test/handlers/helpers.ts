@@ -52,6 +52,8 @@ export async function modelVersion(file: string, handler: HandlerConfig, labels?
       stuck: 0,
       infer: (args) => { calls.infer++; return model.forward(args); },
       explain: (args, ig) => { calls.explain++; return model.integratedGradients(args, ig); },
+      // Nothing is batched here: an announcement has nothing to hold back.
+      expect: () => ({ cancel() {} }),
     },
   };
 }

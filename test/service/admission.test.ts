@@ -131,3 +131,19 @@ test.serial('a KServe v2 request moves the service stage histograms (preprocess,
   // Two images: two decodes and two queue waits; postprocess once for the v2 outputs of the whole request.
   t.deepEqual(Object.fromEntries(stages.map((st, i) => [st, after[i] - before[i]])), { preprocess: 2, queue: 2, inference: 2, postprocess: 1 });
 });
+
+test.serial('every request announced to the batcher while it decoded is counted out, decoded or refused', async (t) => {
+  // Two workers, so a partial batch would wait for announcements (maxBatchDelay a minute): a leaked one would
+  // hold every later partial batch back while the other worker is busy.
+  const s = await startTestServer(['mnist'], { models: '{"mnist": {"1.0": {"batchSize": 8, "maxBatchDelay": 60000, "minWorkers": 2, "maxWorkers": 2}}}' });
+  t.teardown(() => s.close());
+  const batcher = s.server.registry.resolve('mnist').batcher as import('../../src/engine/batcher.js').DynamicBatcher;
+  const answers = await Promise.all([
+    call(`${s.url}/predictions/mnist`, { method: 'PUT', body: digit(3) }),
+    call(`${s.url}/predictions/mnist`, { method: 'PUT', body: Buffer.from('\x89PNG\r\n\x1a\nnot a png at all') }),
+    call(`${s.url}/predictions/mnist`, { method: 'PUT', body: digit(7) }),
+  ]);
+  t.deepEqual(answers.map((a) => a.status), [200, 400, 200], answers.map((a) => a.text).join(' | '));
+  t.is(batcher.expected, 0);
+  t.is(batcher.pending, 0);
+});
