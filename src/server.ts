@@ -18,6 +18,7 @@ import { createManagementApp, type ManagementAppOptions } from './http/managemen
 import { v2Router } from './http/v2/index.js';
 import { newKey, requireToken, setupTokenAuth, writeKeyFile } from './http/auth.js';
 import { closeImageWorkers } from './handlers/index.js';
+import { closeJsonWorkers } from './bounded-json.js';
 import { createDrainableHttpServer } from './http/connections.js';
 import { ServiceUnavailableError } from './errors.js';
 import { Lifecycle, type ShutdownOptions, type ShutdownReport } from './lifecycle.js';
@@ -123,6 +124,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     if (!finished) logger.warn({ waitedMs: FORCED_DISPOSE_WAIT_MS }, 'native calls still running at exit');
   });
   lifecycle.addDisposer(() => closeImageWorkers());
+  lifecycle.addDisposer(() => closeJsonWorkers());
   const service = createInferenceService({ registry, metrics, limits: config.limits });
   const deps: AppDeps = { registry, store, config, logger, metrics, lifecycle, service };
 

@@ -41,6 +41,8 @@ export interface DecodeLimits {
   maxElements: number;
   /** A tensor input may hold NaN/±Infinity (model config `allowNonFinite`). */
   allowNonFinite: boolean;
+  /** A JSON part of this many bytes or more is parsed on a worker thread (the service's offLoopJsonBytes; default never). */
+  offLoopJsonBytes?: number;
 }
 
 /** What a handler needs to decode one request. */

@@ -4,7 +4,7 @@ import { BadRequestError } from '../errors.js';
 import { firstNonFinite, isTensor } from '../engine/tensors.js';
 import type { TensorMetadata } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
-import { parseJsonBounded } from '../bounded-json.js';
+import { parseJsonBounded, parseJsonBoundedAsync } from '../bounded-json.js';
 import type { DecodeContext, DecodeLimits, Example, HandlerModel, InputPart, ModelHandler, NamedInput, NamedOutput } from './model-handler.js';
 import { namedOutputs, outputToJson, tensorToJson } from './output.js';
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
@@ -50,13 +50,18 @@ export class TensorHandler implements ModelHandler {
   }
 
   /** One part → one tensor: JSON (parsed, a JSON part, or a JSON-looking text field), else raw bytes with ?shape. */
-  private partTensor(part: InputPart, ctx: DecodeContext): Tensor {
+  private async partTensor(part: InputPart, ctx: DecodeContext): Promise<Tensor> {
     const dtype = ctx.dtype !== undefined ? parseDType(ctx.dtype) : 'float32';
     let t: Tensor;
     if ('json' in part) t = jsonToTensor(part.json, dtype);
     // JSON sent as a file part or as a text field (`-F data='[[1,2]]'`).
     else if (isJsonType(part.contentType) || (isText(part.contentType) && /^\s*[[{\d.-]/.test(part.data.toString('latin1', 0, 64)))) {
-      t = jsonToTensor(parseJsonBounded(part.data, { maxDepth: ctx.limits.maxJsonDepth, maxElements: ctx.limits.maxElements }, 'JSON input'), dtype);
+      const bounds = { maxDepth: ctx.limits.maxJsonDepth, maxElements: ctx.limits.maxElements };
+      // A large part is parsed off the event loop, as a large body is (DecodeLimits.offLoopJsonBytes).
+      const json = part.data.length >= (ctx.limits.offLoopJsonBytes ?? Infinity)
+        ? await parseJsonBoundedAsync(part.data, bounds, 'JSON input')
+        : parseJsonBounded(part.data, bounds, 'JSON input');
+      t = jsonToTensor(json, dtype);
     } else t = bytesToTensor(part.data, ctx.shape, ctx.dtype);
     return checkFinite(t, part.name, ctx.limits);
   }
@@ -64,12 +69,12 @@ export class TensorHandler implements ModelHandler {
   partExamples(parts: InputPart[], ctx: DecodeContext): Example[] {
     const names = this.argumentNames;
     const k = names.length;
-    if (k <= 1) return parts.map((part) => ({ decode: async () => [this.partTensor(part, ctx)] }));
+    if (k <= 1) return parts.map((part) => ({ decode: async () => [await this.partTensor(part, ctx)] }));
     // A k-input model: one example whose arguments are the parts (or the keys of one JSON object).
     const only = parts.length === 1 ? parts[0] : undefined;
     if (only && 'json' in only && isPlainObject(only.json) && names.every((n) => n in (only.json as object))) {
       const body = only.json as Record<string, unknown>;
-      return [{ decode: async () => names.map((n) => this.partTensor({ name: n, json: body[n] }, ctx)) }];
+      return [{ decode: () => Promise.all(names.map((n) => this.partTensor({ name: n, json: body[n] }, ctx))) }];
     }
     if (parts.length !== k) {
       throw new BadRequestError(
@@ -79,7 +84,7 @@ export class TensorHandler implements ModelHandler {
     }
     const byName = new Map(parts.map((p) => [p.name, p]));
     const ordered = byName.size === k && names.every((n) => byName.has(n)) ? names.map((n) => byName.get(n)!) : parts;
-    return [{ decode: async () => ordered.map((p) => this.partTensor(p, ctx)) }];
+    return [{ decode: () => Promise.all(ordered.map((p) => this.partTensor(p, ctx))) }];
   }
 
   /** A v1 instance is one example (nested array or {data, shape, dtype}): a batch dimension of 1 is added. */

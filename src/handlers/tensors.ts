@@ -1,5 +1,6 @@
 // The tensor handler's input forms (JSON nested arrays, {data, shape, dtype}, raw little-endian bytes) and
 // typed-array conversions both ways (float16/bfloat16 travel as 16-bit words, int64 as BigInt64Array).
+import { PackedArray } from '../bounded-json.js';
 import { BadRequestError } from '../errors.js';
 import type { DType, Tensor, TypedArray } from '../native.js';
 import { toBfloat16, toHalf } from '../float16.js';
@@ -40,8 +41,8 @@ function flatten(value: unknown): { shape: number[]; leaves: unknown[] } {
   return { shape, leaves };
 }
 
-/** JSON leaves → a typed array of `dtype`; BadRequestError naming the first bad value. */
-export function typedFromValues(values: unknown[], dtype: DType): TypedArray {
+/** JSON leaves (or a packed array's float64 values) → a typed array of `dtype`; BadRequestError naming the first bad value. */
+export function typedFromValues(values: ArrayLike<unknown>, dtype: DType): TypedArray {
   const n = values.length;
   const bad = (i: number): never => {
     throw new BadRequestError(`Element ${i} (${JSON.stringify(values[i])}) is not a valid ${dtype} value`);
@@ -55,17 +56,21 @@ export function typedFromValues(values: unknown[], dtype: DType): TypedArray {
     }
     return out;
   }
-  const nums = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let v = values[i];
-    if (typeof v === 'boolean') v = v ? 1 : 0;
-    if (typeof v !== 'number') bad(i);
-    nums[i] = v as number;
+  let nums: Float64Array;
+  if (values instanceof Float64Array) nums = values;
+  else {
+    nums = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let v = values[i];
+      if (typeof v === 'boolean') v = v ? 1 : 0;
+      if (typeof v !== 'number') bad(i);
+      nums[i] = v as number;
+    }
   }
   const range = INT_RANGE[dtype];
   if (range) for (let i = 0; i < n; i++) if (!Number.isInteger(nums[i]) || nums[i] < range[0] || nums[i] > range[1]) bad(i);
   switch (dtype) {
-    case 'float32': return Float32Array.from(nums);
+    case 'float32': return new Float32Array(nums);
     case 'float64': return nums;
     case 'float16': return Uint16Array.from(nums, toHalf);
     case 'bfloat16': return Uint16Array.from(nums, toBfloat16);
@@ -83,10 +88,12 @@ export function typedFromValues(values: unknown[], dtype: DType): TypedArray {
  * `{data, shape?, dtype?}` with flat or nested data. Throws BadRequestError saying what was expected.
  */
 export function jsonToTensor(value: unknown, defaultDType: DType = 'float32'): Tensor {
+  // A large body's rectangular numeric array, parsed off the event loop (bounded-json.ts): already flat float64.
+  if (value instanceof PackedArray) return { data: typedFromValues(value.data, defaultDType), shape: [...value.shape], dtype: defaultDType };
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && 'data' in value) {
     const obj = value as { data: unknown; shape?: unknown; dtype?: unknown };
     const dtype = obj.dtype !== undefined ? parseDType(String(obj.dtype)) : defaultDType;
-    const { shape: dataShape, leaves } = flatten(obj.data);
+    const { shape: dataShape, leaves } = obj.data instanceof PackedArray ? { shape: [...obj.data.shape], leaves: obj.data.data } : flatten(obj.data);
     const shape = obj.shape !== undefined ? parseShape(obj.shape) : dataShape;
     const expected = elementCount(shape);
     if (leaves.length !== expected) {

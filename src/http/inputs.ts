@@ -5,11 +5,10 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import multer from 'multer';
 import type { IncomingMessage } from 'node:http';
-import { parseJsonBounded } from '../bounded-json.js';
 import { BadRequestError, PayloadTooLargeError } from '../errors.js';
 import { imageSignature } from '../handlers/image-header.js';
 import type { InputPart } from '../handlers/index.js';
-import { checkElementCount, type ServiceLimits } from '../service/index.js';
+import { checkElementCount, parseRequestJson, type ServiceLimits } from '../service/index.js';
 
 export type { InputPart };
 
@@ -48,8 +47,10 @@ export function createBodyParsers(maxRequestSize: number, limits: ServiceLimits)
   };
 
   const toInputs: RequestHandler = (req, res, next) => {
-    res.locals.inputs = collectInputs(req, limits);
-    next();
+    collectInputs(req, limits).then((inputs) => {
+      res.locals.inputs = inputs;
+      next();
+    }, next);
   };
   const envelope: RequestHandler = (req, _res, next) => {
     const body: unknown = req.body;
@@ -57,8 +58,10 @@ export function createBodyParsers(maxRequestSize: number, limits: ServiceLimits)
     if (!Buffer.isBuffer(body) || body.length === 0) {
       return next(new BadRequestError('Missing request body: expected a JSON document, e.g. {"instances": [...]}'));
     }
-    req.body = parseJsonBounded(body, { maxDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements }, 'JSON body');
-    next();
+    parseRequestJson(body, limits, 'JSON body').then((value) => {
+      req.body = value;
+      next();
+    }, next);
   };
   return {
     inputs: [rejectOversized(limit), multipart, raw, toInputs],
@@ -80,7 +83,7 @@ function rejectOversized(limit: number): RequestHandler {
 
 const MISSING_INPUT = 'Missing input: send the input as the request body (curl -T FILE), a multipart part (curl -F data=@FILE) or JSON';
 
-function collectInputs(req: Request, limits: ServiceLimits): InputPart[] {
+async function collectInputs(req: Request, limits: ServiceLimits): Promise<InputPart[]> {
   const body: unknown = req.body;
   const parts: InputPart[] = [];
   if (isMultipart(req)) {
@@ -93,7 +96,7 @@ function collectInputs(req: Request, limits: ServiceLimits): InputPart[] {
     }
   } else if (Buffer.isBuffer(body) && body.length > 0) {
     if (imageSignature(body)) parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
-    else if (isJson(req)) parts.push({ name: BODY_PART, json: parseJsonBounded(body, { maxDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements }, 'JSON body') });
+    else if (isJson(req)) parts.push({ name: BODY_PART, json: await parseRequestJson(body, limits, 'JSON body') });
     else if (isForm(req)) parseForm(parts, body, limits);
     else parts.push({ name: BODY_PART, contentType: contentTypeOf(req), data: body });
   }

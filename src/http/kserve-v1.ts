@@ -1,5 +1,6 @@
 // KServe v1 codec: `{"instances": [...]}` → a service request; `{"predictions": [...]}` / `{"explanations": [...]}`.
 import type { Request, Response } from 'express';
+import { PackedArray } from '../bounded-json.js';
 import { BadRequestError } from '../errors.js';
 import { checkElementCount, type InferenceService, type ServiceRequest } from '../service/index.js';
 import { admissionOf } from './admission.js';
@@ -7,8 +8,9 @@ import { heatmapRequested, sendHeatmaps } from './explanation-format.js';
 import { queryOf } from './inputs.js';
 import { sendResult } from './respond.js';
 
-function instancesOf(body: unknown): unknown[] {
+function instancesOf(body: unknown): unknown[] | PackedArray {
   const instances = (body as { instances?: unknown } | null)?.instances;
+  if (instances instanceof PackedArray) return instances; // a large numeric list parsed off the loop (never empty)
   if (!Array.isArray(instances) || instances.length === 0) {
     throw new BadRequestError('Expected a KServe v1 body {"instances": [...]} with at least one instance');
   }
@@ -20,8 +22,10 @@ function instancesOf(body: unknown): unknown[] {
  * instance (`"target": n`) or from the query.
  */
 export function kserveV1Request(body: unknown, query: Record<string, string>, explain: boolean, service: InferenceService): ServiceRequest {
-  const instances = instancesOf(body);
-  checkElementCount(instances.length, 'instances', service.limits.maxRequestElements);
+  const listed = instancesOf(body);
+  checkElementCount(listed.length, 'instances', service.limits.maxRequestElements);
+  // Counted before a packed list is split into its rows.
+  const instances: unknown[] = listed instanceof PackedArray ? listed.rows() : listed;
   const request: ServiceRequest = { input: { kind: 'instances', instances }, dtype: query.dtype };
   if (explain) {
     request.explain = {

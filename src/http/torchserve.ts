@@ -1,6 +1,7 @@
 // TorchServe's REST inference codec: `/predictions` and `/explanations` bodies (raw, multipart, form, JSON) become a
 // service request; the result goes back as the bare result, or a JSON array of one result per part.
 import type { Request, Response } from 'express';
+import { plainJson } from '../bounded-json.js';
 import { BadRequestError } from '../errors.js';
 import type { ExplainParams, InputPart, ServiceRequest, ServiceResult } from '../service/index.js';
 import { admissionOf } from './admission.js';
@@ -17,7 +18,7 @@ function splitParts(parts: InputPart[], query: Record<string, string>): { inputs
   const inputs: InputPart[] = [];
   for (const part of parts) {
     if ((PARAMETER_NAMES as readonly string[]).includes(part.name)) {
-      params[part.name] = 'json' in part ? part.json : part.data.toString('utf8').trim();
+      params[part.name] = 'json' in part ? plainJson(part.json) : part.data.toString('utf8').trim();
     } else {
       inputs.push(part);
     }
@@ -26,7 +27,8 @@ function splitParts(parts: InputPart[], query: Record<string, string>): { inputs
   const only = inputs.length === 1 ? inputs[0] : undefined;
   if (only && 'json' in only && only.json !== null && typeof only.json === 'object' && !Array.isArray(only.json)) {
     const body = only.json as Record<string, unknown>;
-    for (const key of PARAMETER_NAMES) if (body[key] !== undefined) params[key] = body[key];
+    // plainJson: a long target list of a large body arrives packed (bounded-json.ts).
+    for (const key of PARAMETER_NAMES) if (body[key] !== undefined) params[key] = plainJson(body[key]);
   }
   return { inputs, params };
 }

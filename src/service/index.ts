@@ -10,11 +10,11 @@ import { BadRequestError, RequestTimeoutError, ServiceUnavailableError, TorchdEr
 import { createModelHandler, tensorToJson, type DecodeContext, type Example, type ModelHandler } from '../handlers/index.js';
 import type { ServerMetrics, Stage } from '../metrics/types.js';
 import type { IgResult, OutputTree, Tensor } from '../native.js';
-import { checkElementCount, parseSteps, parseTarget } from './limits.js';
+import { checkElementCount, OFF_LOOP_JSON_BYTES, parseSteps, parseTarget } from './limits.js';
 import type { Admission, InferenceService, ServiceLimits, ServiceRequest, ServiceResult, ServiceTarget } from './types.js';
 
 export type * from './types.js';
-export { checkElementCount, DEFAULT_LIMITS, DEFAULT_IG_STEPS } from './limits.js';
+export { checkElementCount, DEFAULT_LIMITS, DEFAULT_IG_STEPS, OFF_LOOP_JSON_BYTES, parseRequestJson } from './limits.js';
 
 export interface ServiceOptions {
   registry: Pick<Registry, 'resolve'>;
@@ -144,7 +144,7 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
         shape: request.shape,
         limits: {
           maxImagePixels: limits.maxImagePixels, maxJsonDepth: limits.maxJsonDepth, maxElements: limits.maxRequestElements,
-          allowNonFinite: mv.settings.allowNonFinite ?? false,
+          allowNonFinite: mv.settings.allowNonFinite ?? false, offLoopJsonBytes: limits.offLoopJsonBytes ?? OFF_LOOP_JSON_BYTES,
         },
       };
       const { input } = request;

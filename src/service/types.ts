@@ -79,6 +79,8 @@ export interface ServiceLimits {
   maxImagePixels: number;
   /** `max_ig_steps`: integrated-gradients steps, every protocol. */
   maxIgSteps: number;
+  /** JSON of this many bytes or more is parsed on a worker thread (default OFF_LOOP_JSON_BYTES, not a config key). */
+  offLoopJsonBytes?: number;
 }
 
 export interface InferenceService {

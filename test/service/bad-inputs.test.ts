@@ -62,10 +62,22 @@ async function grpc(method: 'Predictions' | 'ModelInfer', request: object): Prom
 
 const STEPS = 'n_steps must be an integer from 1 to 1024 (max_ig_steps), got';
 const DEPTH = 'is nested deeper than 64 levels (max_json_depth 64)';
+/** The synchronous parser's message for malformed JSON text (the off-loop parse must give the same). */
+const malformed = (text: string) => {
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return `Malformed JSON body: ${(err as Error).message}`;
+  }
+  throw new Error('not malformed');
+};
 const nonFinite = (input: string, element: number) =>
   `Input "${input}" holds a non-finite number (NaN or ±Infinity) at element ${element}; set allowNonFinite: true in the model config to accept them`;
 const tooMany = (n: number, what: string) => `Too many elements: the request has ${n} ${what}, more than max_request_elements (10000)`;
 const jsonArray = (what: string) => `Too many elements: an array in the ${what} holds more than 10000 arrays, objects or strings (max_request_elements 10000)`;
+/** A row of `n` numbers as JSON text (~6 bytes each), `last` appended verbatim: 60 000 make a body over 256 KiB, parsed off the event loop. */
+const bigRow = (n: number, last?: string) => `[${Array.from({ length: n }, (_, i) => (i % 1000) / 4).join(',')}${last === undefined ? '' : `,${last}`}]`;
+const BIG = 60_000;
 const BOMB = 'Image is 9999x9999 pixels but model mnist takes 28x28 images and its handler does not resize (handler.image_size is null); refused before decoding';
 
 const rows: [string, () => Promise<Answer>, number, string, string][] = [
@@ -90,6 +102,20 @@ const rows: [string, () => Promise<Answer>, number, string, string][] = [
   ['v2 binary FP32 NaN', () => http('/v2/models/echo/infer', binaryV2({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } }] }, Buffer.from(new Float32Array([NaN, 1]).buffer))), 400, 'BadRequestException', nonFinite('x', 0)],
   ['gRPC Predictions [[1, 1e999]]', () => grpc('Predictions', { model_name: 'echo', input: { data: Buffer.from('[[1, 1e999]]') } }), 400, 'BadRequestException', nonFinite('data', 1)],
   ['gRPC ModelInfer FP32 -Infinity', () => grpc('ModelInfer', { model_name: 'echo', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 2] }], raw_input_contents: [Buffer.from(new Float32Array([1, -Infinity]).buffer)] }), 400, 'BadRequestException', nonFinite('x', 1)],
+  // The same refusals for bodies large enough to be parsed on a worker thread (packed numeric arrays): same messages.
+  ['/predictions 300 KB [[…, 1e999]] (parsed off the loop)', () => http('/predictions/echo', json(`[${bigRow(BIG, '1e999')}]`)), 400, 'BadRequestException', nonFinite('body', BIG)],
+  ['v1 300 KB instance […, 1e999] (parsed off the loop)', () => http('/v1/models/echo:predict', json(`{"instances": [${bigRow(BIG, '1e999')}]}`)), 400, 'BadRequestException', nonFinite('instances[0]', BIG)],
+  ['v2 JSON 300 KB FP32 with 1e999 (parsed off the loop)', () => http('/v2/models/echo/infer', json(`{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, ${BIG + 1}], "data": ${bigRow(BIG, '1e999')}}]}`)), 400, 'BadRequestException', nonFinite('x', BIG)],
+  ['multipart 300 KB JSON part […, 1e999] (parsed off the loop)', () => {
+    const form = new FormData();
+    form.append('data', new Blob([`[${bigRow(BIG, '1e999')}]`], { type: 'application/json' }), 'x.json');
+    return http('/predictions/echo', { method: 'POST', body: form });
+  }, 400, 'BadRequestException', nonFinite('data', BIG)],
+  ['gRPC Predictions 300 KB [[…, 1e999]] (parsed off the loop)', () => grpc('Predictions', { model_name: 'echo', input: { data: Buffer.from(`[${bigRow(BIG, '1e999')}]`) } }), 400, 'BadRequestException', nonFinite('data', BIG)],
+  ['/predictions 300 KB ragged (parsed off the loop)', () => http('/predictions/echo', json(`[${bigRow(BIG)}, ${bigRow(BIG - 1)}]`)), 400, 'BadRequestException', `Ragged nested array at [1]: expected a list of ${BIG}, found a list of ${BIG - 1}`],
+  ['/predictions JSON 150 000 deep (300 KB, parsed off the loop)', () => http('/predictions/echo', json(deep(150_000))), 400, 'BadRequestException', `JSON body ${DEPTH}`],
+  ['v2 JSON 150 000 deep (300 KB, parsed off the loop)', () => http('/v2/models/echo/infer', json(`{"inputs": ${deep(150_000)}}`)), 400, 'BadRequestException', `JSON inference header ${DEPTH}`],
+  ['v1 300 KB malformed (parsed off the loop)', () => http('/v1/models/echo:predict', json(`{"instances": [${bigRow(BIG)},]}`)), 400, 'BadRequestException', malformed(`{"instances": [${bigRow(BIG)},]}`)],
   // Elements per request, counted before any element is decoded.
   ['v1 10 001 instances', () => http('/v1/models/echo:predict', json({ instances: Array(10_001).fill(0) })), 400, 'BadRequestException', tooMany(10_001, 'instances')],
   // An array of many arrays/objects/strings is refused by the scan before JSON.parse builds it.

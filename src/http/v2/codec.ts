@@ -18,7 +18,7 @@ import {
   type V2Datatype,
 } from './datatypes.js';
 import type { NamedOutput } from '../../handlers/model-handler.js';
-import { parseJsonBounded } from '../../bounded-json.js';
+import { PackedArray, parseJsonBounded } from '../../bounded-json.js';
 import { serializeJsonBuffer } from '../../handlers/output.js';
 import { checkElementCount } from '../../service/index.js';
 
@@ -187,6 +187,7 @@ function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cu
   }
 
   if (raw.data === undefined) throw new BadRequestError(`${where}: missing "data" (or parameters.binary_data_size)`);
+  if (raw.data instanceof PackedArray) return decodePacked(name, where, datatype, shape, raw.data, parameters, cursor);
   const flat: unknown[] = [];
   flatten(raw.data, flat, 0, where, cursor.limits.maxJsonDepth);
   const resolved = resolveShape(where, shape, flat.length);
@@ -200,6 +201,24 @@ function decodeInput(raw: unknown, index: number, binary: Buffer | undefined, cu
   }
   const dtype = V2_TO_DTYPE[datatype];
   return { name, datatype, shape: resolved, tensor: { data: fillTypedArray(where, dtype, flat), shape: resolved, dtype }, parameters };
+}
+
+/**
+ * `data` parsed off the event loop as a PackedArray (bounded-json.ts): the same checks and messages as the nested
+ * array's, with typed-array conversions instead of a loop over JS values.
+ */
+function decodePacked(
+  name: string, where: string, datatype: V2Datatype, shape: number[], packed: PackedArray, parameters: Record<string, unknown>, cursor: Cursor,
+): DecodedInput {
+  const n = packed.data.length;
+  const resolved = resolveShape(where, shape, n);
+  if (datatype === 'BYTES') {
+    countElements(cursor, n);
+    throw new BadRequestError(`${where}: BYTES element 0 must be a base64 string`);
+  }
+  const dtype = V2_TO_DTYPE[datatype];
+  const data = dtype === 'float64' ? packed.data : dtype === 'float32' ? new Float32Array(packed.data) : fillTypedArray(where, dtype, packed.data);
+  return { name, datatype, shape: resolved, tensor: { data, shape: resolved, dtype }, parameters };
 }
 
 function flatten(v: unknown, out: unknown[], depth: number, where: string, maxDepth: number): void {
@@ -232,7 +251,7 @@ export function resolveShape(where: string, shape: number[], count: number): num
   return shape;
 }
 
-export function fillTypedArray(where: string, dtype: DType, flat: unknown[]): TypedArray {
+export function fillTypedArray(where: string, dtype: DType, flat: ArrayLike<unknown>): TypedArray {
   const n = flat.length;
   const bad = (i: number, what: string): never => {
     throw new BadRequestError(`${where}: element ${i} (${JSON.stringify(flat[i])}) is not ${what}`);

@@ -3,7 +3,8 @@
 import express, { type Request, type Response } from 'express';
 import { BadRequestError, MethodNotAllowedError } from '../../errors.js';
 import type { ModelVersion } from '../../engine/types.js';
-import type { ServiceRequest } from '../../service/index.js';
+import { plainJson } from '../../bounded-json.js';
+import { parseRequestJson, type ServiceRequest } from '../../service/index.js';
 import { serverVersion } from '../../version.js';
 import { admissionOf, admit } from '../admission.js';
 import { sendJson } from '../respond.js';
@@ -62,7 +63,7 @@ async function sendInferResponse(res: Response, mv: ModelVersion, request: Decod
 
 /** `parameters.n_steps` / `parameters.target`: non-negative integers (target may be a list, one per example). */
 function numberParam(params: Record<string, unknown>, key: string): number | number[] | undefined {
-  const v = params[key];
+  const v = plainJson(params[key]); // a long target list of a large body arrives packed
   if (v === undefined) return undefined;
   if (Number.isInteger(v) && (v as number) >= 0) return v as number;
   if (Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0)) return v as number[];
@@ -92,10 +93,15 @@ export function v2Router(deps: AppDeps): express.Router {
     res.locals.version = mv.spec.version;
     return mv;
   };
-  const bodyOf = (req: Request): DecodedRequest => {
+  const bodyOf = async (req: Request): Promise<DecodedRequest> => {
     const body: unknown = req.body;
     const header = req.get(HEADER_LENGTH);
     const limits = { maxElements: service.limits.maxRequestElements, maxJsonDepth: service.limits.maxJsonDepth };
+    if (Buffer.isBuffer(body) && header === undefined && body.length > 0) {
+      // A pure JSON request: a large one is parsed off the event loop (same bounds and messages as the codec's).
+      const json = await parseRequestJson(body, service.limits, 'JSON inference header');
+      return decodeInferRequest(json as Record<string, unknown>, undefined, limits);
+    }
     if (Buffer.isBuffer(body)) return decodeInferRequest(body, header, limits);
     // Parsed by an upstream JSON parser already (no binary part possible then), or no body at all.
     if (body && typeof body === 'object') return decodeInferRequest(body as Record<string, unknown>, undefined, limits);
@@ -115,7 +121,7 @@ export function v2Router(deps: AppDeps): express.Router {
   /** infer and explain: admission (before the body is read), decode, the service, encode. */
   const run = (explain: boolean) => async (req: Request, res: Response) => {
     const admission = admissionOf(res);
-    const request = bodyOf(req);
+    const request = await bodyOf(req);
     const result = await admission.run(v2ServiceRequest(request, explain));
     await sendInferResponse(res, admission.modelVersion, request, result.kind === 'tensors' ? result.outputs : []);
   };
