@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
-import { isMainThread } from 'node:worker_threads';
+import { isMainThread, Worker } from 'node:worker_threads';
 
 /** Element types the engine accepts and returns. fp16/bf16 travel as raw 16-bit words. */
 export type DType =
@@ -265,6 +265,44 @@ function registerExitHook(native: Addon): void {
     if (native.prepareForExit(code, isMainThread) || !isMainThread) return;
     if (uncaught && code !== 0) process.stderr.write(`Uncaught ${inspect(uncaught.error)}\n`);
     native.exitNow(code);
+  });
+}
+
+/** The addon file loadAddon() tries first: $TORCHD_ADDON if set, else the first cmake-js build output present. */
+function addonPath(): string | undefined {
+  const override = process.env.TORCHD_ADDON;
+  return override ? resolve(override) : BUILD_CANDIDATES.find((c) => existsSync(c));
+}
+
+/**
+ * Starts loading torchd.node and LibTorch's shared libraries (≈ 0.35 s of dynamic linking and static
+ * initialisers on the bench machine, bench/NOTES.md §27) on a worker thread, so that `torchd start` links them
+ * while its main thread evaluates the server's JavaScript (≈ 0.4 s) instead of after it. The libraries are
+ * process-wide: the main thread's later require() of the same file finds them loaded (the dynamic linker
+ * serialises the two) and only runs the addon's per-environment init. The worker registers no exit hook and
+ * never runs a native call; it ends at once. OMP_WAIT_POLICY is settled first: libgomp reads it when it is
+ * loaded (see engine/registry.ts). Resolves true once the worker has loaded the addon, false when it could not
+ * (loadAddon() then reports the real error on the main thread). Never rejects.
+ */
+export function preloadAddonInBackground(): Promise<boolean> {
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  const file = addon ? undefined : addonPath();
+  if (!file) return Promise.resolve(Boolean(addon));
+  return new Promise((done) => {
+    let loaded = false;
+    try {
+      const worker = new Worker(
+        "const { parentPort, workerData } = require('node:worker_threads'); require(workerData); parentPort.postMessage('loaded');",
+        // No inherited flags (--input-type=module, loaders): the one-line script is CommonJS and needs nothing else.
+        { eval: true, workerData: file, execArgv: [] },
+      );
+      worker.unref();
+      worker.on('message', () => (loaded = true));
+      worker.on('error', () => done(false));
+      worker.on('exit', () => done(loaded));
+    } catch {
+      done(false);
+    }
   });
 }
 
