@@ -258,6 +258,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
   const defaults = new Map<string, string>();
   /** name@version of loads in progress, so a concurrent duplicate is a 409 too. */
   const loading = new Set<string>();
+  const loadedListeners: ((mv: ModelVersion) => void)[] = [];
 
   /** Workers start at minWorkers (at least 1 when maxWorkers allows) and stay within [min, max]. */
   function startWorkers(s: ModelSettings): number {
@@ -330,6 +331,14 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
         // Before the version can be resolved: its handler knows the size from the first request on.
         mv.imageInput = await probeImageInput(mv, logger);
       }
+      try {
+        for (const listener of loadedListeners) listener(mv);
+      } catch (err) {
+        loading.delete(id);
+        await mv.dispose();
+        if (err instanceof TorchdError) throw err;
+        throw new InternalServerError(`Failed to load model ${spec.name} version ${spec.version}: ${(err as Error).message}`);
+      }
       // The warm-up forward decided which module serves; without one the first request decides.
       reportOptimization(mv, logger);
       mv.ready = workers >= 1;
@@ -349,6 +358,10 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
         'model loaded',
       );
       return mv;
+    },
+
+    onLoaded(listener) {
+      loadedListeners.push(listener);
     },
 
     resolve(name, version) {

@@ -157,6 +157,12 @@ export interface Registry {
   register(spec: ModelSpec, settings: Partial<ModelSettings>, options?: { loadedAtStartup?: boolean }): Promise<ModelVersion>;
   /** Throws ModelNotFoundError / ModelVersionNotFoundError. */
   resolve(name: string, version?: string): ModelVersion;
+  /**
+   * `listener` is called with every version once it is loaded, probed and warmed, before it can be resolved (the
+   * inference service builds the version's handler then, so a handler is chosen at registration). A listener that
+   * throws fails the registration.
+   */
+  onLoaded(listener: (mv: ModelVersion) => void): void;
   names(): string[];
   versions(name: string): ModelVersion[];
   defaultVersion(name: string): string;

@@ -53,6 +53,8 @@ export function describe(registry: Registry, mv: ModelVersion): Record<string, u
     loadedAtStartup: mv.loadedAtStartup,
     parameterBytes: mv.info.parameterBytes,
     ...optimizationFields(mv),
+    // A non-resizing image model without declared inputs: the size its registration probe found (null: several).
+    ...(mv.imageInput ? { probedImageSize: mv.imageInput.size } : {}),
     // Workers are threads (or CUDA streams) over one module in this process, so they share pid and weights.
     workers: Array.from({ length: n }, (_, i) => ({
       id: String(9000 + i),

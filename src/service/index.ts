@@ -17,7 +17,8 @@ export type * from './types.js';
 export { checkElementCount, DEFAULT_LIMITS, DEFAULT_IG_STEPS, OFF_LOOP_JSON_BYTES, parseRequestJson } from './limits.js';
 
 export interface ServiceOptions {
-  registry: Pick<Registry, 'resolve'>;
+  /** `onLoaded`, when given, lets the service build each version's handler at registration instead of on first use. */
+  registry: Pick<Registry, 'resolve'> & Partial<Pick<Registry, 'onLoaded'>>;
   metrics: ServerMetrics;
   limits: ServiceLimits;
 }
@@ -35,6 +36,8 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
   const { registry, metrics, limits } = options;
   // Keyed by the version object: a re-registered version gets fresh state; an unregistered one is collected.
   const states = new WeakMap<ModelVersion, VersionState>();
+  // The handler is chosen at registration (a registry without the hook, in unit tests, gets it on first use).
+  registry.onLoaded?.((mv) => void stateOf(mv));
 
   function stateOf(mv: ModelVersion): VersionState {
     let s = states.get(mv);

@@ -78,6 +78,26 @@ test('registry: the digit model is probed to exactly 28×28, and the probe forwa
   await registry.close();
 });
 
+test('registry: onLoaded listeners (the service builds the handler there) see the probed version before it can be resolved', async (t) => {
+  const registry = makeRegistry();
+  const seen: unknown[] = [];
+  registry.onLoaded((mv) => {
+    seen.push(mv.imageInput);
+    t.throws(() => registry.resolve(mv.spec.name), { message: `Model not found: ${mv.spec.name}` });
+  });
+  await registry.register(noResizeSpec(fixture('mnist.pt'), 'digits'), {});
+  t.deepEqual(seen, [{ size: [28, 28] }]);
+  t.is(registry.resolve('digits').spec.name, 'digits');
+  // A listener that throws fails the registration; the version is not left registered.
+  registry.onLoaded(() => {
+    throw new Error('no handler for this model');
+  });
+  const err = await t.throwsAsync(registry.register(noResizeSpec(fixture('mnist.pt'), 'broken'), {}));
+  t.is(err!.message, 'Failed to load model broken version 1.0: no handler for this model');
+  t.throws(() => registry.resolve('broken'));
+  await registry.close();
+});
+
 test('registry: a model with adaptive pooling takes several sizes, so no size is pinned', async (t) => {
   const registry = makeRegistry();
   const mv = await registry.register(noResizeSpec(pooledPt, 'pooled'), {});
@@ -102,6 +122,12 @@ test('server: the digit model refuses a 64×64 image from its header on its very
   const digit = await call(`${srv.url}/predictions/mnist`, { method: 'PUT', body: new Uint8Array(readFileSync(fixture('images/7.png'))) });
   t.is(digit.status, 200, digit.text);
   t.is(digit.json, 7);
+});
+
+test('server: describe shows the probed size ([28, 28] for the digit model, null for the adaptive one)', async (t) => {
+  const sizeOf = async (model: string) => ((await call(`${srv.server.addresses.management}/models/${model}`)).json as { probedImageSize?: unknown }[])[0].probedImageSize;
+  t.deepEqual(await sizeOf('mnist'), [28, 28]);
+  t.is(await sizeOf('pooled'), null);
 });
 
 test('server: the adaptive-pooling model answers a 32×32 and then a 64×64 image (the first answer pins nothing)', async (t) => {

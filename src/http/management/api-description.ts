@@ -46,6 +46,11 @@ const ModelDescription = z
       description: 'the module forward runs: frozen + optimize_for_inference, as saved, or not yet checked (the first request decides)',
     }),
     forwardModuleReason: z.string().optional().openapi({ description: 'why the original serves although optimize is true' }),
+    probedImageSize: z.array(z.number().int()).length(2).nullable().optional().openapi({
+      description: 'an image model whose handler does not resize and whose config declares no inputs: the [height, width] '
+        + 'found at registration by trying square sizes (other sizes are refused from the image header), or null when the '
+        + 'model takes several sizes (then max_image_pixels bounds decoding)',
+    }),
     workers: z.array(Worker),
     jobQueueStatus: z.object({
       remainingCapacity: z.number().int(),
