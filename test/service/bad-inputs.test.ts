@@ -112,6 +112,10 @@ const rows: [string, () => Promise<Answer>, number, string, string][] = [
     return http('/predictions/echo', { method: 'POST', body: form });
   }, 400, 'BadRequestException', nonFinite('data', BIG)],
   ['gRPC Predictions 300 KB [[…, 1e999]] (parsed off the loop)', () => grpc('Predictions', { model_name: 'echo', input: { data: Buffer.from(`[${bigRow(BIG, '1e999')}]`) } }), 400, 'BadRequestException', nonFinite('data', BIG)],
+  ['v2 request with Inference-Header-Content-Length and a 300 KB header holding 1e999 (header parsed off the loop)', () => {
+    const head = Buffer.from(`{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, ${BIG + 1}], "data": ${bigRow(BIG, '1e999')}}]}`);
+    return http('/v2/models/echo/infer', { method: 'POST', headers: { 'inference-header-content-length': String(head.length), 'content-type': 'application/octet-stream' }, body: head });
+  }, 400, 'BadRequestException', nonFinite('x', BIG)],
   ['/predictions 300 KB ragged (parsed off the loop)', () => http('/predictions/echo', json(`[${bigRow(BIG)}, ${bigRow(BIG - 1)}]`)), 400, 'BadRequestException', `Ragged nested array at [1]: expected a list of ${BIG}, found a list of ${BIG - 1}`],
   ['/predictions JSON 150 000 deep (300 KB, parsed off the loop)', () => http('/predictions/echo', json(deep(150_000))), 400, 'BadRequestException', `JSON body ${DEPTH}`],
   ['v2 JSON 150 000 deep (300 KB, parsed off the loop)', () => http('/v2/models/echo/infer', json(`{"inputs": ${deep(150_000)}}`)), 400, 'BadRequestException', `JSON inference header ${DEPTH}`],

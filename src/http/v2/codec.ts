@@ -84,7 +84,11 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * Parse an infer/explain body. `headerLength` is the Inference-Header-Content-Length header (absent for
  * pure JSON). Throws BadRequestError naming the offending input and what was expected.
  */
-export function decodeInferRequest(body: Buffer | Record<string, unknown>, headerLength?: string, limits: DecodeLimits = NO_LIMITS): DecodedRequest {
+export function decodeInferRequest(
+  body: Buffer | Record<string, unknown>, headerLength?: string, limits: DecodeLimits = NO_LIMITS,
+  /** The JSON header already parsed (a large one, off the event loop), when the body is a binary request. */
+  parsedHeader?: { value: unknown },
+): DecodedRequest {
   let json: unknown;
   let binary: Buffer | undefined;
   if (Buffer.isBuffer(body)) {
@@ -102,7 +106,8 @@ export function decodeInferRequest(body: Buffer | Record<string, unknown>, heade
       binary = body.subarray(n);
     }
     if (n === 0) throw new BadRequestError('Empty request body: expected a JSON inference request');
-    json = parseJsonBounded(body.subarray(0, n), { maxDepth: limits.maxJsonDepth, maxElements: limits.maxElements }, 'JSON inference header');
+    json = parsedHeader ? parsedHeader.value
+      : parseJsonBounded(body.subarray(0, n), { maxDepth: limits.maxJsonDepth, maxElements: limits.maxElements }, 'JSON inference header');
   } else {
     json = body;
   }

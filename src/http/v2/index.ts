@@ -4,7 +4,7 @@ import express, { type Request, type Response } from 'express';
 import { BadRequestError, MethodNotAllowedError } from '../../errors.js';
 import type { ModelVersion } from '../../engine/types.js';
 import { plainJson } from '../../bounded-json.js';
-import { parseRequestJson, type ServiceRequest } from '../../service/index.js';
+import { OFF_LOOP_JSON_BYTES, parseRequestJson, type ServiceRequest } from '../../service/index.js';
 import { serverVersion } from '../../version.js';
 import { admissionOf, admit } from '../admission.js';
 import { sendJson } from '../respond.js';
@@ -101,6 +101,14 @@ export function v2Router(deps: AppDeps): express.Router {
       // A pure JSON request: a large one is parsed off the event loop (same bounds and messages as the codec's).
       const json = await parseRequestJson(body, service.limits, 'JSON inference header');
       return decodeInferRequest(json as Record<string, unknown>, undefined, limits);
+    }
+    if (Buffer.isBuffer(body) && header !== undefined && /^\s*\d+\s*$/.test(header)) {
+      // A binary request whose JSON header is large: the header is parsed off the event loop too.
+      const n = Number(header);
+      if (n > 0 && n <= body.length && n >= (service.limits.offLoopJsonBytes ?? OFF_LOOP_JSON_BYTES)) {
+        const value = await parseRequestJson(body.subarray(0, n), service.limits, 'JSON inference header');
+        return decodeInferRequest(body, header, limits, { value });
+      }
     }
     if (Buffer.isBuffer(body)) return decodeInferRequest(body, header, limits);
     // Parsed by an upstream JSON parser already (no binary part possible then), or no body at all.
