@@ -91,6 +91,11 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Absolute deadline (Date.now() ms); checked natively, so it holds even if the event loop is busy. */
   deadline?: number;
+  /**
+   * false: a rejection carries no caller frames. For callers that map errors by `.code` and drop the stack (the
+   * batcher): capturing the call site cost ≈ 25 µs of every forward on the bench's c=1 path (bench/NOTES.md §28).
+   */
+  captureStack?: boolean;
 }
 
 export interface IgResult {
@@ -164,7 +169,10 @@ export function nativeErrorCode(error: unknown): NativeErrorCode | undefined {
   return error instanceof NativeError ? (error as NativeError).code : undefined;
 }
 
-/** Where a call entered this module; V8 formats the stack lazily, so capturing it is cheap. */
+/** A call site with no frames (CallOptions.captureStack false). */
+const NO_SITE: { stack?: string } = {};
+
+/** Where a call entered this module; V8 formats the stack lazily, but collecting the frames still costs µs. */
 function callSite(entry: Function): { stack?: string } {
   const site: { stack?: string } = {};
   Error.captureStackTrace(site, entry);
@@ -401,7 +409,7 @@ class LoadedModel implements Model {
   }
 
   async forward(inputs: Tensor[], options: CallOptions = {}): Promise<OutputTree> {
-    const site = callSite(this.forward);
+    const site = options?.captureStack === false ? NO_SITE : callSite(this.forward);
     const control = cancelControl(options ?? {});
     try {
       return await this.raw.forward(inputs, control.raw);
@@ -414,13 +422,13 @@ class LoadedModel implements Model {
   }
 
   async integratedGradients(inputs: Tensor[], options: IgOptions & CallOptions): Promise<IgResult> {
-    const site = callSite(this.integratedGradients);
+    const site = (options as CallOptions | undefined)?.captureStack === false ? NO_SITE : callSite(this.integratedGradients);
     // A non-object reaches the addon as it is, which rejects it with E_ARGUMENT.
     const isObject = typeof options === 'object' && options !== null;
     const control = cancelControl(isObject ? options : {});
     try {
       if (!isObject) return await this.raw.integratedGradients(inputs, options);
-      const { signal: _signal, deadline: _deadline, ...ig } = options;
+      const { signal: _signal, deadline: _deadline, captureStack: _captureStack, ...ig } = options;
       return await this.raw.integratedGradients(inputs, { ...ig, ...control.raw });
     } catch (error) {
       rethrow(error, site);

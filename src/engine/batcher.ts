@@ -101,6 +101,8 @@ export class DynamicBatcher implements Batcher {
   private incoming = 0;
   /** Native calls this batcher made (forward + integratedGradients): the test hook for batching. */
   nativeCalls = 0;
+  /** Native calls it cancelled because none of their jobs needed them any more (test hook). */
+  cancelledCalls = 0;
 
   constructor(private readonly options: BatcherOptions) {
     this.workers = options.workers;
@@ -249,7 +251,8 @@ export class DynamicBatcher implements Batcher {
     return true;
   }
 
-  private settle(job: Job, result: unknown, isError = result instanceof Error): void {
+  /** `fromCall`: the result is what its native call returned (the call is over: nothing to cancel). */
+  private settle(job: Job, result: unknown, isError = result instanceof Error, fromCall = false): void {
     if (job.settled) return;
     job.settled = true;
     // Counted out before the caller's continuation runs, so `running` never reports finished work.
@@ -260,8 +263,11 @@ export class DynamicBatcher implements Batcher {
     clearTimeout(job.timer);
     if (job.signal && job.onAbort) job.signal.removeEventListener('abort', job.onAbort);
     const call = job.call;
-    if (call && !call.abort.signal.aborted && call.jobs.every((j) => j.settled)) {
+    // Only for jobs answered without their call (timeout, client gone): aborting a call that has returned would
+    // cost an AbortError and an abort event per request on the hot path for nothing.
+    if (!fromCall && call && !call.abort.signal.aborted && call.jobs.every((j) => j.settled)) {
       // Nobody waits for this call's result any more: stop it at its next safe point.
+      this.cancelledCalls++;
       call.abort.abort();
     }
     if (isError) job.reject(result as Error);
@@ -345,7 +351,7 @@ export class DynamicBatcher implements Batcher {
     }, Math.max(0, call.deadline + grace - Date.now()));
     this.run(jobs, call)
       .catch((err: unknown) => {
-        for (const job of jobs) this.settle(job, this.errorFor(job, err), true);
+        for (const job of jobs) this.settle(job, this.errorFor(job, err), true, true);
       })
       .finally(() => {
         clearTimeout(call.stuckTimer);
@@ -366,8 +372,9 @@ export class DynamicBatcher implements Batcher {
   }
 
   /** What a native call is told: stop when aborted, or by itself at the call's deadline. */
-  private callOptions(call: NativeCall): { signal: AbortSignal; deadline: number } {
-    return { signal: call.abort.signal, deadline: call.deadline };
+  private callOptions(call: NativeCall): { signal: AbortSignal; deadline: number; captureStack: false } {
+    // No caller frames: errorFor() maps a rejection by its code into the client's error, stack dropped.
+    return { signal: call.abort.signal, deadline: call.deadline, captureStack: false };
   }
 
   private notifyIdle(): void {
@@ -408,7 +415,7 @@ export class DynamicBatcher implements Batcher {
     }
     jobs.forEach((job, i) => {
       metrics.stage(name, version, 'inference', ms);
-      this.settle(job, parts[i], false);
+      this.settle(job, parts[i], false, true);
     });
   }
 
@@ -428,9 +435,9 @@ export class DynamicBatcher implements Batcher {
         result = await model.forward(job.args, this.callOptions(call));
       }
       metrics.stage(name, version, 'inference', performance.now() - t0);
-      this.settle(job, result, false);
+      this.settle(job, result, false, true);
     } catch (err) {
-      this.settle(job, this.errorFor(job, err), true);
+      this.settle(job, this.errorFor(job, err), true, true);
     }
   }
 }

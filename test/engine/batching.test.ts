@@ -208,3 +208,19 @@ test('an announced request refused by a closing batcher releases the batch that 
   t.is(batcher.nativeCalls - before, 2);
   await Promise.all([first, second, closed]);
 });
+
+test('a native call that returned is never cancelled; one whose only client left while it ran is', async (t) => {
+  // Aborting a finished call cost an AbortError and an abort event per request on the hot path (NOTES §28).
+  const batcher = await twoWorkers(t);
+  await Promise.all([0, 1, 2].map((i) => batcher.infer([f32([reference.inputs[i]])])));
+  await batcher.infer([f32([reference.inputs[3]])]);
+  t.is(batcher.cancelledCalls, 0);
+  const client = new AbortController();
+  const left = batcher.infer([f32([reference.inputs[4]])], { signal: client.signal });
+  const started = batcher.nativeCalls;
+  client.abort();
+  await t.throwsAsync(left, { message: 'Client closed the request before it ran' });
+  t.is(batcher.nativeCalls, started);
+  t.is(batcher.cancelledCalls, 1);
+  await batcher.idle();
+});

@@ -139,3 +139,17 @@ test('setWorkers rejects non-integers with RangeError/TypeError', (t) => {
     await m.dispose();
   });
 });
+
+test('captureStack: false rejects with the same code and message and no caller frames', async (t) => {
+  // The batcher's option: it maps errors by code and drops the stack, so the per-call capture is skipped.
+  const m = await loadModel(fixture('linear.pt'));
+  const bad: Tensor = { data: new Float32Array(3), shape: [1, 4], dtype: 'float32' };
+  const plain = await t.throwsAsync(m.forward([bad]));
+  const bare = await t.throwsAsync(m.forward([bad], { captureStack: false }));
+  t.is((bare as { code?: string }).code, (plain as { code?: string }).code);
+  t.is(bare!.message, plain!.message);
+  t.true(bare instanceof NativeError);
+  t.regex(plain!.stack ?? '', /errors\.test\.ts/);
+  t.notRegex(bare!.stack ?? '', /errors\.test\.ts/);
+  await stillWorks(t, m);
+});
