@@ -63,12 +63,14 @@ test('a worker busy past its deadline + grace is stuck: not healthy, counted, me
   const registry = makeRegistry({}, metrics);
   metrics.attach(registry);
   t.teardown(() => registry.close());
-  // busy.pt: x.max() matmuls in ONE forward, which cannot stop inside; deadline 200 ms, grace 1 s.
-  const mv = await registry.register(specFor('busy.pt'), { responseTimeout: 0.2 });
+  // busy.pt: x.max() matmuls in ONE forward, which cannot stop inside (8000: ~8 s here, so the window between
+  // "stuck" at 2 s and the return stays wide on a faster machine); deadline 1 s (not less: on a loaded machine an
+  // event-loop stall could pass a shorter deadline before the call is even dispatched), grace 1 s.
+  const mv = await registry.register(specFor('busy.pt'), { responseTimeout: 1 });
   const batcher = mv.batcher as DynamicBatcher;
   t.true(registry.healthy());
-  const running = batcher.infer([f32([[4000]])]);
-  await t.throwsAsync(running, { instanceOf: RequestTimeoutError, message: 'Request timed out after 200 ms' });
+  const running = batcher.infer([f32([[8000]])]);
+  await t.throwsAsync(running, { instanceOf: RequestTimeoutError, message: 'Request timed out after 1000 ms' });
   t.true(await until(() => mv.stuck === 1, 10_000), 'reported stuck after deadline + 1 s');
   t.false(registry.healthy(), 'not ready while a worker is stuck');
   const text = await metrics.text(['torchd_stuck_workers_total', 'torchd_stuck_workers']);
