@@ -14,14 +14,17 @@ namespace {
 
 // ---------------------------------------------------------------- Pillow's resampling (Resample.c)
 
+// Pillow's 8-bit arithmetic: 22-bit fixed-point weights and int32 accumulators. Bilinear weights are
+// non-negative and sum to ≈ 2^22, so a sum of 255 × weights stays below 2^31: int32 gives exactly the
+// int64 result, and lets the compiler work on 4–8 lanes at a time.
 constexpr int kPrecisionBits = 32 - 8 - 2;
-constexpr int64_t kOne = int64_t{1} << kPrecisionBits;
-constexpr int64_t kHalf = int64_t{1} << (kPrecisionBits - 1);
+constexpr int32_t kOne = int32_t{1} << kPrecisionBits;
+constexpr int32_t kHalf = int32_t{1} << (kPrecisionBits - 1);
 
 struct Coefficients {
   std::vector<int> start;
   std::vector<int> count;
-  std::vector<int64_t> weights;  // ksize per output index, 22-bit fixed point
+  std::vector<int32_t> weights;  // ksize per output index, 22-bit fixed point
   int ksize = 0;
 };
 
@@ -54,7 +57,7 @@ Coefficients coefficients(int inSize, int outSize) {
     for (int x = 0; x < xmax; ++x) {
       double w = ww != 0 ? k[x] / ww : k[x];
       c.weights[static_cast<size_t>(xx) * c.ksize + x] =
-          static_cast<int64_t>(w < 0 ? std::trunc(-0.5 + w * kOne) : std::trunc(0.5 + w * kOne));
+          static_cast<int32_t>(w < 0 ? std::trunc(-0.5 + w * kOne) : std::trunc(0.5 + w * kOne));
     }
     c.start[xx] = xmin;
     c.count[xx] = xmax;
@@ -62,97 +65,150 @@ Coefficients coefficients(int inSize, int outSize) {
   return c;
 }
 
-inline uint8_t clip8(int64_t ss) {
-  int64_t v = ss >> kPrecisionBits;  // floor, as Pillow's arithmetic shift
+inline uint8_t clip8(int32_t ss) {
+  int32_t v = ss >> kPrecisionBits;  // floor, as Pillow's arithmetic shift
   return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/** Resize(image_size) then CenterCrop(crop_size) of a w × h image, as torchvision computes them. */
+struct Geometry {
+  int resizeW = 0, resizeH = 0;  // the resized image
+  int cropW = 0, cropH = 0;      // the output window
+  int left = 0, top = 0;         // its offset in the resized image (negative: zero padding)
+};
+
+/**
+ * Only the part of the resized image that the centre crop keeps is computed: output columns [x0, x1) and
+ * rows [y0, y1) of the resize, from source rows [rowFirst, rowFirst + rows). Pillow resizes the whole image
+ * and crops after; each output pixel depends only on its own coefficients, so the kept pixels are the same.
+ */
+struct ResizePlan {
+  int channels = 3;
+  bool needH = false, needV = false;
+  Coefficients hc, vc;
+  int x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  int rowFirst = 0, rows = 0, cols = 0;
+  bool empty() const { return x1 <= x0 || y1 <= y0; }
+};
+
+ResizePlan planResize(const Pixels& src, const Geometry& g) {
+  ResizePlan p;
+  p.channels = src.channels;
+  p.x0 = std::max(g.left, 0);
+  p.x1 = std::min(g.left + g.cropW, g.resizeW);
+  p.y0 = std::max(g.top, 0);
+  p.y1 = std::min(g.top + g.cropH, g.resizeH);
+  if (p.empty()) return p;
+  p.needH = g.resizeW != src.width;
+  p.needV = g.resizeH != src.height;
+  if (p.needH) p.hc = coefficients(src.width, g.resizeW);
+  if (p.needV) p.vc = coefficients(src.height, g.resizeH);
+  p.rowFirst = p.needV ? p.vc.start[p.y0] : p.y0;
+  int rowLast = p.y1;
+  if (p.needV) {
+    rowLast = 0;
+    for (int y = p.y0; y < p.y1; ++y) rowLast = std::max(rowLast, p.vc.start[y] + p.vc.count[y]);
+  }
+  p.cols = p.x1 - p.x0;
+  p.rows = rowLast - p.rowFirst;
+  return p;
+}
+
 template <int C>
-void horizontalPass(const uint8_t* src, int inW, int rowFirst, int rows, int x0, int cols, const Coefficients& hc,
-                    uint8_t* mid) {
-  for (int r = 0; r < rows; ++r) {
-    const uint8_t* inRow = src + static_cast<size_t>(rowFirst + r) * inW * C;
-    uint8_t* m = mid + static_cast<size_t>(r) * cols * C;
-    for (int xi = 0; xi < cols; ++xi) {
-      int xx = x0 + xi;
-      int n = hc.count[xx];
-      const int64_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
-      const uint8_t* p = inRow + static_cast<size_t>(hc.start[xx]) * C;
-      int64_t acc[C];
+void horizontalPass(const uint8_t* src, int inW, const ResizePlan& p, uint8_t* mid) {
+  const Coefficients& hc = p.hc;
+  for (int r = 0; r < p.rows; ++r) {
+    const uint8_t* inRow = src + static_cast<size_t>(p.rowFirst + r) * inW * C;
+    uint8_t* m = mid + static_cast<size_t>(r) * p.cols * C;
+    for (int xx = p.x0; xx < p.x1; ++xx) {
+      const int n = hc.count[xx];
+      const int32_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
+      const uint8_t* px = inRow + static_cast<size_t>(hc.start[xx]) * C;
+      int32_t acc[C];
       for (int c = 0; c < C; ++c) acc[c] = kHalf;
-      for (int x = 0; x < n; ++x, p += C) {
-        for (int c = 0; c < C; ++c) acc[c] += p[c] * w[x];
+      for (int x = 0; x < n; ++x, px += C) {
+        for (int c = 0; c < C; ++c) acc[c] += px[c] * w[x];
       }
       for (int c = 0; c < C; ++c) *m++ = clip8(acc[c]);
     }
   }
 }
 
-template <int C>
-void verticalPass(const uint8_t* mid, int cols, int rowFirst, int x0, int y0, int y1, const Coefficients& vc,
-                  int left, int top, int width, uint8_t* out) {
-  size_t midStride = static_cast<size_t>(cols) * C;
-  for (int yy = y0; yy < y1; ++yy) {
-    int n = vc.count[yy];
-    const int64_t* w = &vc.weights[static_cast<size_t>(yy) * vc.ksize];
-    const uint8_t* first = mid + static_cast<size_t>(vc.start[yy] - rowFirst) * midStride;
-    uint8_t* o = out + (static_cast<size_t>(yy - top) * width + (x0 - left)) * C;
-    for (int xi = 0; xi < cols; ++xi) {
-      const uint8_t* p = first + static_cast<size_t>(xi) * C;
-      int64_t acc[C];
-      for (int c = 0; c < C; ++c) acc[c] = kHalf;
-      for (int y = 0; y < n; ++y, p += midStride) {
-        for (int c = 0; c < C; ++c) acc[c] += p[c] * w[y];
-      }
-      for (int c = 0; c < C; ++c) *o++ = clip8(acc[c]);
+/**
+ * The horizontal pass into a uint8 intermediate of p.rows × p.cols pixels, as Pillow does (the rounding
+ * between passes is part of the result); a plain copy of the kept columns when the width does not change.
+ */
+void horizontal(const Pixels& src, const ResizePlan& p, uint8_t* mid) {
+  const int C = p.channels;
+  if (!p.needH) {
+    for (int r = 0; r < p.rows; ++r) {
+      std::memcpy(mid + static_cast<size_t>(r) * p.cols * C,
+                  &src.data[(static_cast<size_t>(p.rowFirst + r) * src.width + p.x0) * C], static_cast<size_t>(p.cols) * C);
     }
+  } else if (C == 3) {
+    horizontalPass<3>(src.data.data(), src.width, p, mid);
+  } else {
+    horizontalPass<1>(src.data.data(), src.width, p, mid);
   }
 }
 
-template <int C>
-Pixels resizeWindow(const Pixels& src, int outW, int outH, int left, int top, int width, int height) {
-  Pixels out;
-  out.width = width;
-  out.height = height;
-  out.channels = C;
-  out.data.assign(static_cast<size_t>(width) * height * C, 0);
-  int x0 = std::max(left, 0);
-  int x1 = std::min(left + width, outW);
-  int y0 = std::max(top, 0);
-  int y1 = std::min(top + height, outH);
-  if (x1 <= x0 || y1 <= y0) return out;
-  bool needH = outW != src.width;
-  bool needV = outH != src.height;
-  Coefficients hc, vc;
-  if (needH) hc = coefficients(src.width, outW);
-  if (needV) vc = coefficients(src.height, outH);
-  int rowFirst = needV ? vc.start[y0] : y0;
-  int rowLast = y1;
-  if (needV) {
-    rowLast = 0;
-    for (int y = y0; y < y1; ++y) rowLast = std::max(rowLast, vc.start[y] + vc.count[y]);
-  }
-  int cols = x1 - x0;
-  int rows = rowLast - rowFirst;
-  // Horizontal pass into a uint8 intermediate, as Pillow does (the rounding between passes is part of the result).
-  std::vector<uint8_t> mid(static_cast<size_t>(rows) * cols * C);
-  if (needH) {
-    horizontalPass<C>(src.data.data(), src.width, rowFirst, rows, x0, cols, hc, mid.data());
-  } else {
-    for (int r = 0; r < rows; ++r) {
-      std::memcpy(&mid[static_cast<size_t>(r) * cols * C],
-                  &src.data[(static_cast<size_t>(rowFirst + r) * src.width + x0) * C], static_cast<size_t>(cols) * C);
+/**
+ * ToTensor + Normalize as a table per channel: the JS path's arithmetic, fround(v / 255) then
+ * (x − mean) / std in double rounded once to float32, computed for each of the 256 levels once per image.
+ */
+struct Normaliser {
+  float lut[3][256];
+  Normaliser(const ImageSpec& spec, int channels) {
+    for (int k = 0; k < channels; ++k) {
+      double mean = spec.mean[k];
+      double sd = spec.std[k];
+      for (int v = 0; v < 256; ++v) {
+        float x = static_cast<float>(v / 255.0);
+        lut[k][v] = static_cast<float>((static_cast<double>(x) - mean) / sd);
+      }
     }
   }
-  if (needV) {
-    verticalPass<C>(mid.data(), cols, rowFirst, x0, y0, y1, vc, left, top, width, out.data.data());
-  } else {
-    for (int yy = y0; yy < y1; ++yy) {
-      std::memcpy(&out.data[(static_cast<size_t>(yy - top) * width + (x0 - left)) * C],
-                  &mid[static_cast<size_t>(yy - rowFirst) * cols * C], static_cast<size_t>(cols) * C);
+};
+
+/**
+ * The vertical pass fused with normalisation and HWC → CHW: each kept output row is accumulated over whole
+ * intermediate rows (a contiguous multiply-add the compiler vectorises), clipped, looked up and written
+ * straight into the [C, cropH, cropW] planes. Pixels of the window outside the resized image (crop larger
+ * than the image) are left as they are: the caller fills them with the normalised 0.
+ */
+void verticalToChw(const uint8_t* mid, const ResizePlan& p, const Geometry& g, const Normaliser& norm, float* out) {
+  const int C = p.channels;
+  const size_t stride = static_cast<size_t>(p.cols) * C;
+  const size_t plane = static_cast<size_t>(g.cropW) * g.cropH;
+  std::vector<int32_t> acc(stride);
+  std::vector<uint8_t> row(stride);
+  for (int yy = p.y0; yy < p.y1; ++yy) {
+    const uint8_t* line;
+    if (p.needV) {
+      const int n = p.vc.count[yy];
+      const int32_t* w = &p.vc.weights[static_cast<size_t>(yy) * p.vc.ksize];
+      const uint8_t* first = mid + static_cast<size_t>(p.vc.start[yy] - p.rowFirst) * stride;
+      int32_t* a = acc.data();
+      std::fill(acc.begin(), acc.end(), kHalf);
+      for (int y = 0; y < n; ++y) {
+        const uint8_t* src = first + y * stride;
+        const int32_t wy = w[y];
+        for (size_t i = 0; i < stride; ++i) a[i] += src[i] * wy;
+      }
+      uint8_t* r = row.data();
+      for (size_t i = 0; i < stride; ++i) r[i] = clip8(a[i]);
+      line = r;
+    } else {
+      line = mid + static_cast<size_t>(yy - p.rowFirst) * stride;
+    }
+    const size_t at = static_cast<size_t>(yy - g.top) * g.cropW + (p.x0 - g.left);
+    for (int k = 0; k < C; ++k) {
+      const float* lut = norm.lut[k];
+      float* o = out + k * plane + at;
+      const uint8_t* s = line + k;
+      for (int xi = 0; xi < p.cols; ++xi) o[xi] = lut[s[static_cast<size_t>(xi) * C]];
     }
   }
-  return out;
 }
 
 // ---------------------------------------------------------------- geometry (torchvision Resize / CenterCrop)
@@ -178,6 +234,18 @@ void resizedSize(int w, int h, int size, int& outW, int& outH) {
 
 int cropOffset(int size, int crop) {
   return crop > size ? -((crop - size) / 2) : roundHalfEven((size - crop) / 2.0);
+}
+
+Geometry geometry(int w, int h, const ImageSpec& spec) {
+  Geometry g;
+  g.resizeW = w;
+  g.resizeH = h;
+  if (spec.imageSize > 0) resizedSize(w, h, spec.imageSize, g.resizeW, g.resizeH);
+  g.cropW = spec.cropSize > 0 ? spec.cropSize : g.resizeW;
+  g.cropH = spec.cropSize > 0 ? spec.cropSize : g.resizeH;
+  g.left = spec.cropSize > 0 ? cropOffset(g.resizeW, g.cropW) : 0;
+  g.top = spec.cropSize > 0 ? cropOffset(g.resizeH, g.cropH) : 0;
+  return g;
 }
 
 // ---------------------------------------------------------------- EXIF orientation (JPEG APP1)
@@ -261,6 +329,27 @@ Pixels orient(Pixels in, int orientation) {
   return out;
 }
 
+// ---------------------------------------------------------------- per-thread scratch buffers
+
+// The decoded pixels and the resize intermediate are reused by the next image on the same thread: fresh
+// buffers of this size are mmap'd by malloc and page-faulted on every image (≈ 0.3 ms of a 640×427 JPEG's
+// ≈ 2.9 ms, bench/NOTES.md §30). Buffers above kScratchKeep are released, so one huge image does not pin
+// its memory on the image threads.
+constexpr size_t kScratchKeep = size_t{16} << 20;
+thread_local std::vector<uint8_t> tPixelScratch;
+thread_local std::vector<uint8_t> tMidScratch;
+
+std::vector<uint8_t> takeScratch(std::vector<uint8_t>& scratch, size_t size) {
+  std::vector<uint8_t> v = std::move(scratch);
+  scratch = {};
+  v.resize(size);
+  return v;
+}
+
+void returnScratch(std::vector<uint8_t>& scratch, std::vector<uint8_t>&& v) {
+  if (v.capacity() <= kScratchKeep && v.capacity() > scratch.capacity()) scratch = std::move(v);
+}
+
 // ---------------------------------------------------------------- decoders
 
 struct Decode {
@@ -294,11 +383,31 @@ Decode decodeJpeg(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGr
   Decode d;
   d.orientation = jpegOrientation(b, n);
   if (d.orientation < 0) return decline("malformed EXIF");
+  // fast_decode: the IDCT itself produces the reduced image, skipping most of the IDCT, upsampling and
+  // colour conversion work of a full-size decode. Off by default: not bit-identical. Only 1/2, 1/4 and 1/8:
+  // libjpeg-turbo has SIMD for those reduced IDCTs, while 7/8 … 3/8 decode slower than the full size here
+  // (bench/NOTES.md §30).
+  if (spec.fastDecode && spec.imageSize > 0) {
+    int count = 0;
+    const tjscalingfactor* factors = tjGetScalingFactors(&count);
+    int shortSide = std::min(w, h);
+    int bestW = w, bestH = h;
+    for (int i = 0; factors && i < count; ++i) {
+      const tjscalingfactor& f = factors[i];
+      if (f.num != 1 || f.denom < 2 || TJSCALED(shortSide, f) < spec.imageSize) continue;
+      if (TJSCALED(w, f) < bestW) {
+        bestW = TJSCALED(w, f);
+        bestH = TJSCALED(h, f);
+      }
+    }
+    w = bestW;
+    h = bestH;
+  }
   Pixels& p = d.pixels;
   p.width = w;
   p.height = h;
   p.channels = grayJpeg ? 1 : 3;
-  p.data.resize(static_cast<size_t>(w) * h * p.channels);
+  p.data = takeScratch(tPixelScratch, static_cast<size_t>(w) * h * p.channels);
   // ISLOW IDCT and fancy upsampling (turbojpeg's defaults) are what libvips and PIL decode with; a warning
   // (truncated data, corrupt segments) stops the decode so the general path reports it exactly as today.
   if (tjDecompress2(tj.get(), b, static_cast<unsigned long>(n), p.data.data(), w, 0, h, grayJpeg ? TJPF_GRAY : TJPF_RGB,
@@ -374,11 +483,6 @@ Decode decodePng(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGra
 
 }  // namespace
 
-Pixels resizeBilinearWindow(const Pixels& src, int outW, int outH, int left, int top, int width, int height) {
-  if (src.channels == 3) return resizeWindow<3>(src, outW, outH, left, top, width, height);
-  return resizeWindow<1>(src, outW, outH, left, top, width, height);
-}
-
 PreprocessedImage preprocessImage(const uint8_t* bytes, size_t length, const ImageSpec& spec) {
   PreprocessedImage result;
   if (spec.channels != 1 && spec.channels != 3) {
@@ -418,27 +522,24 @@ PreprocessedImage preprocessImage(const uint8_t* bytes, size_t length, const Ima
     }
     img = std::move(gray);
   }
-  int rw = img.width, rh = img.height;
-  if (spec.imageSize > 0) resizedSize(img.width, img.height, spec.imageSize, rw, rh);
-  int cw = spec.cropSize > 0 ? spec.cropSize : rw;
-  int ch = spec.cropSize > 0 ? spec.cropSize : rh;
-  int left = spec.cropSize > 0 ? cropOffset(rw, cw) : 0;
-  int top = spec.cropSize > 0 ? cropOffset(rh, ch) : 0;
-  Pixels win = resizeBilinearWindow(img, rw, rh, left, top, cw, ch);
-  const int c = win.channels;
-  size_t plane = static_cast<size_t>(cw) * ch;
+  const Geometry g = geometry(img.width, img.height, spec);
+  const int c = img.channels;
+  const size_t plane = static_cast<size_t>(g.cropW) * g.cropH;
+  const Normaliser norm(spec, c);
+  const ResizePlan plan = planResize(img, g);
   result.data.resize(plane * c);
-  for (int k = 0; k < c; ++k) {
-    // The JS path's arithmetic: fround(v / 255), then (x − mean) / std in double, rounded once to float32.
-    double mean = spec.mean[k];
-    double sd = spec.std[k];
-    float* out = &result.data[k * plane];
-    const uint8_t* in = win.data.data() + k;
-    for (size_t i = 0; i < plane; ++i) {
-      float v = static_cast<float>(in[i * c] / 255.0);
-      out[i] = static_cast<float>((static_cast<double>(v) - mean) / sd);
-    }
+  // A window reaching outside the resized image (crop larger than it) is zero-padded, as CenterCrop pads.
+  if (plan.empty() || plan.cols != g.cropW || plan.y1 - plan.y0 != g.cropH) {
+    for (int k = 0; k < c; ++k) std::fill_n(&result.data[k * plane], plane, norm.lut[k][0]);
   }
+  if (!plan.empty()) {
+    std::vector<uint8_t> mid = takeScratch(tMidScratch, static_cast<size_t>(plan.rows) * plan.cols * c);
+    horizontal(img, plan, mid.data());
+    verticalToChw(mid.data(), plan, g, norm, result.data.data());
+    returnScratch(tMidScratch, std::move(mid));
+  }
+  returnScratch(tPixelScratch, std::move(img.data));
+  const int cw = g.cropW, ch = g.cropH;
   result.shape = {1, c, ch, cw};
   result.handled = true;
   return result;

@@ -26,6 +26,12 @@ struct ImageSpec {
   int64_t maxPixels = 100000000;
   /** Sources whose shorter side exceeds preshrink × imageSize are declined (the JS path pre-shrinks them). */
   int preshrink = 4;
+  /**
+   * JPEG only, opt-in per model (`fast_decode`): decode at the smallest libjpeg-turbo DCT scale (n/8) whose
+   * shorter side is still ≥ imageSize, then the same resize. Not bit-identical to the reference; cheaper
+   * for photos well above the target, and it lets sources above preshrink × imageSize be handled here.
+   */
+  bool fastDecode = false;
 };
 
 struct PreprocessedImage {
@@ -47,11 +53,5 @@ struct Pixels {
   int height = 0;
   int channels = 0;
 };
-
-/**
- * Pillow's BILINEAR resize of `src` to outW × outH, returning only the window (left, top, width, height) of
- * the result (pixels outside the resized image are 0): resample.ts's resizeBilinearWindow.
- */
-Pixels resizeBilinearWindow(const Pixels& src, int outW, int outH, int left, int top, int width, int height);
 
 }  // namespace torchd
