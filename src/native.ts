@@ -228,6 +228,8 @@ export interface ImageSpec {
   maxPixels?: number;
   /** Sources with a shorter side above preshrink × imageSize are declined (the general path pre-shrinks them). */
   preshrink?: number;
+  /** JPEG: decode at the smallest 1/2, 1/4 or 1/8 DCT scale still ≥ imageSize (not bit-identical). */
+  fastDecode?: boolean;
 }
 
 /** A float32 [1, C, H, W] tensor, or why the image was left to the general (sharp) path. */

@@ -118,6 +118,9 @@ Napi::Value PreprocessImageJs(const Napi::CallbackInfo& info) {
     s.maxSide = readInt(spec, "maxSide", 1, static_cast<int>(s.maxSide));
     s.maxPixels = readInt(spec, "maxPixels", 1, static_cast<int>(s.maxPixels));
     s.preshrink = readInt(spec, "preshrink", 1, s.preshrink);
+    Napi::Value fast = spec.Get("fastDecode");
+    if (!fast.IsUndefined() && !fast.IsBoolean()) throw EngineError(ErrorCode::Argument, "spec.fastDecode must be a boolean", ErrorKind::TypeError);
+    s.fastDecode = fast.IsBoolean() && fast.As<Napi::Boolean>().Value();
     call->bytes = bytes.Data();
     call->length = bytes.ByteLength();
     call->bytesRef = Napi::Persistent(static_cast<Napi::Object>(bytes));

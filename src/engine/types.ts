@@ -16,6 +16,11 @@ export interface HandlerConfig {
   std: number[];
   topk: number;
   output: HandlerOutput;
+  /**
+   * JPEG inputs decode at a reduced DCT scale (1/2, 1/4 or 1/8, never below image_size) before the resize:
+   * faster for large photos, not bit-identical to torchvision (README, model config). Absent means false.
+   */
+  fast_decode?: boolean;
 }
 
 /** Per model-version serving settings (TorchServe's names; times in ms except responseTimeout in s). */

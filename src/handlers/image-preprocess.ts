@@ -87,7 +87,7 @@ async function decode(bytes: Buffer, config: ImageConfig): Promise<Decoded> {
 }
 
 /** The HandlerConfig fields preprocessing reads (what crosses to the worker thread). */
-export type ImageConfig = Pick<HandlerConfig, 'channels' | 'image_size' | 'crop_size' | 'mean' | 'std'>;
+export type ImageConfig = Pick<HandlerConfig, 'channels' | 'image_size' | 'crop_size' | 'mean' | 'std' | 'fast_decode'>;
 
 /**
  * The small-PNG fast path (png-fast.ts) as decode() would return it, or undefined where it does not apply. A

@@ -63,6 +63,7 @@ export function nativeSpec(config: ImageConfig): ImageSpec {
     maxSide: MAX_IMAGE_SIDE,
     maxPixels: MAX_IMAGE_PIXELS,
     preshrink: PRESHRINK,
+    ...(config.fast_decode ? { fastDecode: true } : {}),
   };
 }
 
@@ -81,7 +82,7 @@ export async function imageToTensor(bytes: Buffer, config: HandlerConfig | Image
   if (pool === undefined && nativeImages()) {
     // JPEG/PNG decoded, resized and normalised in C++ on the addon's threads; what it declines (other formats,
     // CMYK, corrupt data, …) goes on to the worker pool, which gives today's result or today's 400.
-    const native = await preprocessNative(bytes, nativeSpec({ channels, image_size, crop_size, mean, std }));
+    const native = await preprocessNative(bytes, nativeSpec({ channels, image_size, crop_size, mean, std, fast_decode: config.fast_decode }));
     if ('data' in native) return { data: native.data, shape: native.shape, dtype: 'float32' };
   }
   pool ??= shared ??= createImagePool();

@@ -26,6 +26,7 @@ export const handlerBlockSchema = z.strictObject({
   std: z.array(z.number().positive()).min(1).optional(),
   topk: positiveInt.optional(),
   output: z.enum(['topk', 'argmax', 'probabilities', 'logits']).optional(),
+  fast_decode: z.boolean().optional(),
 });
 export type HandlerBlock = z.infer<typeof handlerBlockSchema>;
 
@@ -161,6 +162,8 @@ export function resolveHandler(modelName: string, manifestHandler: string | unde
     std: block?.std ?? base.std,
     topk: block?.topk ?? base.topk,
     output: block?.output ?? base.output,
+    // Present only when opted in, so configs (and describe output) without it read as before.
+    ...(block?.fast_decode ? { fast_decode: true } : {}),
   };
   if (HANDLER_TRAITS[config.name].imageInput) {
     // A channel-count change without matching statistics is a config mistake worth a clear message.

@@ -188,7 +188,8 @@ test('model config: unknown keys and bad values are refused naming the key; JSON
   await copyFile(fx('add2.pt'), path.join(dir, 'add2.pt'));
   const store = createModelStore(root);
   const bad: [string, string][] = [
-    ['handler:\n  name: tensor\n  resize: 256\n', 'model-config.yaml: unknown key "resize" in handler (allowed: name, preset, image_size, crop_size, channels, mean, std, topk, output)'],
+    ['handler:\n  name: tensor\n  resize: 256\n', 'model-config.yaml: unknown key "resize" in handler (allowed: name, preset, image_size, crop_size, channels, mean, std, topk, output, fast_decode)'],
+    ['handler:\n  name: image_classifier\n  fast_decode: "yes"\n', 'model-config.yaml: handler.fast_decode: Invalid input: expected boolean, received string'],
     ['batchsize: 4\n', 'model-config.yaml: unknown key "batchsize" in the top level (allowed: batchSize, maxBatchDelay, minWorkers, maxWorkers, responseTimeout, jobQueueSize, device, precision, optimize, allowNonFinite, igMemoryBudget, handler, inputs, outputs)'],
     ['batchSize: 0\n', 'model-config.yaml: batchSize: Too small: expected number to be >0'],
     ['device: tpu\n', 'model-config.yaml: device: expected cpu, cuda or cuda:N'],
