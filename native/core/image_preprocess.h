@@ -27,8 +27,8 @@ struct ImageSpec {
   /** Sources whose shorter side exceeds preshrink × imageSize are declined (the JS path pre-shrinks them). */
   int preshrink = 4;
   /**
-   * JPEG only, opt-in per model (`fast_decode`): decode at the smallest libjpeg-turbo DCT scale (n/8) whose
-   * shorter side is still ≥ imageSize, then the same resize. Not bit-identical to the reference; cheaper
+   * JPEG only, opt-in per model (`fast_decode`): decode at the smallest libjpeg-turbo DCT scale (1/2, 1/4,
+   * 1/8) whose shorter side is still ≥ imageSize, then the same resize. Not bit-identical to the reference; cheaper
    * for photos well above the target, and it lets sources above preshrink × imageSize be handled here.
    */
   bool fastDecode = false;
