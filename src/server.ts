@@ -17,7 +17,7 @@ import type { ModelStore } from './store/types.js';
 import { createManagementApp, type ManagementAppOptions } from './http/management/index.js';
 import { v2Router } from './http/v2/index.js';
 import { newKey, requireToken, setupTokenAuth, writeKeyFile } from './http/auth.js';
-import { closeImageWorkers } from './handlers/index.js';
+import { closeImageWorkers, closeResponseEncoders } from './handlers/index.js';
 import { closeJsonWorkers } from './bounded-json.js';
 import { createDrainableHttpServer } from './http/connections.js';
 import { ServiceUnavailableError } from './errors.js';
@@ -125,6 +125,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
   lifecycle.addDisposer(() => closeImageWorkers());
   lifecycle.addDisposer(() => closeJsonWorkers());
+  lifecycle.addDisposer(() => closeResponseEncoders());
   const service = createInferenceService({ registry, metrics, limits: config.limits });
   const deps: AppDeps = { registry, store, config, logger, metrics, lifecycle, service };
 

@@ -5,6 +5,7 @@ import { BadRequestError } from '../errors.js';
 import type { ModelVersion, Registry } from '../engine/types.js';
 import { serializeJsonBuffer, type InputPart } from '../handlers/index.js';
 import { torchserveBody, torchserveRequest } from '../http/torchserve.js';
+import { OFF_LOOP_JSON_NUMBERS } from '../service/limits.js';
 import { asTorchdError } from './status.js';
 import { answerInOrder, type CallContext, endStream, openCall, type ServiceOptions, statusMessage, unary } from './calls.js';
 
@@ -56,7 +57,7 @@ export function torchserveInferenceService(o: ServiceOptions): UntypedServiceImp
     } finally {
       admission.release();
     }
-    const response: PredictionResponse = { prediction: await serializeJsonBuffer(body) };
+    const response: PredictionResponse = { prediction: await serializeJsonBuffer(body, OFF_LOOP_JSON_NUMBERS) };
     if (req.sequence_id) response.sequence_id = req.sequence_id;
     return response;
   };

@@ -5,7 +5,8 @@ import { ITEM_SIZE } from '../engine/tensors.js';
 import type { HandlerConfig, TensorMetadata } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
 import { parseJsonBounded } from '../bounded-json.js';
-import { renderHeatmap, type HeatmapOptions } from './heatmap.js';
+import type { HeatmapOptions } from './heatmap.js';
+import { renderHeatmapOffLoop } from './response-encoder.js';
 import { decodeBase64Image, imageToTensor } from './image.js';
 import { imageSignature, readImageHeader } from './image-header.js';
 import type { DecodeContext, DecodeLimits, Example, HandlerModel, InputPart, ModelHandler, NamedInput, NamedOutput } from './model-handler.js';
@@ -122,9 +123,12 @@ export class ImageClassifierHandler implements ModelHandler {
     return postprocessScores(this.config, this.model.labels, out);
   }
 
-  /** The attributions over the normalised image the model saw, mapped back to pixels with this handler's mean/std. */
+  /**
+   * The attributions over the normalised image the model saw, mapped back to pixels with this handler's mean/std;
+   * rendered on the response encoder thread (40–65 ms of pixel work for a 224×224 map, bench/NOTES.md §31).
+   */
   heatmap(args: Tensor[], attributions: Tensor, options: HeatmapOptions): Promise<Buffer> {
-    return renderHeatmap({ attributions, input: args[0], mean: this.config.mean, std: this.config.std }, options);
+    return renderHeatmapOffLoop({ attributions, input: args[0], mean: this.config.mean, std: this.config.std }, options);
   }
 
   /** Rows as one output: class indices INT64, score lists FP32, anything else (top-k objects) JSON BYTES. */

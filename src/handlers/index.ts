@@ -7,7 +7,8 @@ import { TensorHandler } from './tensor-handler.js';
 
 export type { DecodeContext, DecodeLimits, Example, HandlerModel, InputPart, ModelHandler, NamedInput, NamedOutput } from './model-handler.js';
 export { HANDLER_NAMES, type HandlerName } from './names.js';
-export { outputToJson, serializeJson, serializeJsonBuffer, OrderedJson, softmax, tensorToJson } from './output.js';
+export { outputJson, outputToJson, serializeJson, serializeJsonBuffer, serializeJsonChunks, OrderedJson, softmax, TensorJson, tensorToJson } from './output.js';
+export { closeResponseEncoders } from './response-encoder.js';
 export { closeImageWorkers, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE } from './image.js';
 export { ImageClassifierHandler } from './image-classifier.js';
 export { TensorHandler } from './tensor-handler.js';

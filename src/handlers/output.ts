@@ -6,6 +6,7 @@ import type { HandlerConfig } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
 import { DTYPE_TO_V2, isTensor, tensorValues } from '../engine/tensors.js';
 import type { NamedOutput } from './model-handler.js';
+import { encodeTensorJsonOffLoop } from './response-encoder.js';
 
 /**
  * An object whose key order matters (top-k labels in descending probability). Plain JS objects put
@@ -39,12 +40,72 @@ export function tensorToJson(t: Tensor, dropDims = 0): unknown {
   return nest(tensorValues(t), t.shape.slice(dropDims));
 }
 
+/**
+ * A tensor in a response body, encoded to JSON text only when the body is written (serializeJsonBuffer): as nested
+ * arrays with `dropDims` leading dimensions removed (they must be 1), or `flat` row-major as KServe v2 sends it.
+ * Building the JS arrays of a large tensor on the event loop alone took 4–9 ms (nested) and 27–33 ms (flat
+ * Array.from) for 700 000 float32s, so a large one is handed to the response encoder thread as its typed array
+ * instead (response-encoder.ts). `toJSON` gives the arrays, so JSON.stringify writes the same text.
+ */
+export class TensorJson {
+  constructor(readonly tensor: Tensor, readonly dropDims = 0, readonly flat = false) {}
+  /** Number of values (the text's numbers or booleans). */
+  get size(): number {
+    return this.tensor.data.length;
+  }
+  toJSON(): unknown {
+    return this.flat ? Array.from(tensorValues(this.tensor)) : tensorToJson(this.tensor, this.dropDims);
+  }
+}
+
+/**
+ * The JSON text of `JSON.stringify(t.toJSON())`, written row by row from the typed array without building the whole
+ * nested array (the response encoder thread runs this). Numbers are printed by JSON.stringify itself, so float32 values
+ * (widened to double), int64 (as Number), fp16/bf16 (decoded), booleans and NaN/±Infinity (null) read exactly as
+ * the synchronous path writes them.
+ */
+export function tensorJsonText(t: TensorJson): string {
+  const values = tensorValues(t.tensor);
+  const shape = t.flat ? [values.length] : t.tensor.shape.slice(t.dropDims);
+  if (shape.length === 0) return JSON.stringify(values[0]) ?? 'null';
+  const parts: string[] = [];
+  const row = (offset: number, dim: number): void => {
+    const n = shape[dim];
+    if (dim === shape.length - 1) {
+      const r = new Array(n);
+      for (let i = 0; i < n; i++) r[i] = values[offset + i];
+      parts.push(JSON.stringify(r));
+      return;
+    }
+    let stride = 1;
+    for (let d = dim + 1; d < shape.length; d++) stride *= shape[d];
+    parts.push('[');
+    for (let i = 0; i < n; i++) {
+      if (i) parts.push(',');
+      row(offset + i * stride, dim + 1);
+    }
+    parts.push(']');
+  };
+  row(0, 0);
+  return parts.join('');
+}
+
 /** Tensors → nested arrays, tuples/lists → arrays, dicts → objects, scalars as they are. */
 export function outputToJson(out: OutputTree): unknown {
   if (isTensor(out)) return tensorToJson(out);
   if (Array.isArray(out)) return out.map(outputToJson);
   if (out !== null && typeof out === 'object') {
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, outputToJson(v)]));
+  }
+  return out;
+}
+
+/** outputToJson with its tensors left as TensorJson, encoded when the body is written (a large one off the loop). */
+export function outputJson(out: OutputTree): unknown {
+  if (isTensor(out)) return new TensorJson(out);
+  if (Array.isArray(out)) return out.map(outputJson);
+  if (out !== null && typeof out === 'object') {
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, outputJson(v)]));
   }
   return out;
 }
@@ -116,8 +177,20 @@ export async function serializeJson(body: unknown): Promise<string> {
 /**
  * serializeJson's text as UTF-8 bytes, converted slice by slice at each yield: a 3.4 MB attribution body is
  * then never joined and encoded in one piece on the event loop (≈ 3–6 ms measured, bench/NOTES.md §14).
+ * A TensorJson of `offLoopNumbers` values or more (the service's OFF_LOOP_JSON_NUMBERS) is encoded on the JSON
+ * encoder thread into its bytes (the same text; bench/NOTES.md §31); smaller ones keep this sliced path. Rejects
+ * with InternalServerError if that thread fails.
  */
-export async function serializeJsonBuffer(body: unknown): Promise<Buffer> {
+export async function serializeJsonBuffer(body: unknown, offLoopNumbers = Infinity): Promise<Buffer> {
+  const chunks = await serializeJsonChunks(body, offLoopNumbers);
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
+
+/**
+ * serializeJsonBuffer's bytes as the pieces it wrote, in order, never joined: concatenating a 13 MB body held the
+ * event loop 8–15 ms (bench/NOTES.md §31), so the HTTP codecs write the pieces as they are (respond.ts writeBody).
+ */
+export async function serializeJsonChunks(body: unknown, offLoopNumbers = Infinity): Promise<Buffer[]> {
   const parts: string[] = [];
   const chunks: Buffer[] = [];
   const flush = () => {
@@ -125,9 +198,13 @@ export async function serializeJsonBuffer(body: unknown): Promise<Buffer> {
     chunks.push(Buffer.from(parts.join(''), 'utf8'));
     parts.length = 0;
   };
-  await write(body, parts, { n: 0, flush });
+  const offLoop = async (t: TensorJson) => {
+    flush();
+    chunks.push(await encodeTensorJsonOffLoop(t));
+  };
+  await write(body, parts, { n: 0, flush, offLoop, offLoopNumbers });
   flush();
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  return chunks;
 }
 
 interface Budget {
@@ -135,6 +212,10 @@ interface Budget {
   n: number;
   /** Called before each yield (serializeJsonBuffer encodes what was written so far). */
   flush?: () => void;
+  /** Writes a large TensorJson's bytes in place (serializeJsonBuffer: on the encoder thread). */
+  offLoop?: (t: TensorJson) => Promise<void>;
+  /** Values from which a TensorJson goes to offLoop. */
+  offLoopNumbers?: number;
 }
 
 async function pause(budget: Budget): Promise<void> {
@@ -149,6 +230,11 @@ async function pause(budget: Budget): Promise<void> {
 const YIELD_EVERY = 1 << 12;
 
 async function write(v: unknown, out: string[], budget: Budget): Promise<void> {
+  if (v instanceof TensorJson) {
+    if (budget.offLoop && v.size >= (budget.offLoopNumbers ?? Infinity)) await budget.offLoop(v);
+    else await write(v.toJSON(), out, budget);
+    return;
+  }
   if (v instanceof OrderedJson) {
     out.push('{');
     let first = true;

@@ -6,7 +6,7 @@ import type { TensorMetadata } from '../engine/types.js';
 import type { OutputTree, Tensor } from '../native.js';
 import { parseJsonBounded, parseJsonBoundedAsync } from '../bounded-json.js';
 import type { DecodeContext, DecodeLimits, Example, HandlerModel, InputPart, ModelHandler, NamedInput, NamedOutput } from './model-handler.js';
-import { namedOutputs, outputToJson, tensorToJson } from './output.js';
+import { namedOutputs, outputJson, TensorJson } from './output.js';
 import { bytesToTensor, jsonToTensor, parseDType } from './tensors.js';
 
 const isText = (contentType: string | undefined) => contentType !== undefined && /^text\//i.test(contentType);
@@ -25,12 +25,15 @@ export function checkFinite(t: Tensor, input: string, limits: DecodeLimits): Ten
   return t;
 }
 
-/** Drops the batch dimension we added to a tensor instance from every tensor of its output. */
+/**
+ * Drops the batch dimension we added to a tensor instance from every tensor of its output. Tensors stay TensorJson
+ * (written when the body is, a large one off the event loop).
+ */
 function unbatch(out: OutputTree): unknown {
-  if (isTensor(out)) return tensorToJson(out, out.shape[0] === 1 ? 1 : 0);
+  if (isTensor(out)) return new TensorJson(out, out.shape[0] === 1 ? 1 : 0);
   if (Array.isArray(out)) return out.map(unbatch);
   if (out !== null && typeof out === 'object') return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, unbatch(v)]));
-  return outputToJson(out);
+  return outputJson(out);
 }
 
 function metaOf(name: string, datatype: string, shape: number[]): TensorMetadata {
@@ -139,7 +142,7 @@ export class TensorHandler implements ModelHandler {
   }
 
   row(out: OutputTree, example: Example): unknown {
-    return example.addedBatch ? unbatch(out) : outputToJson(out);
+    return example.addedBatch ? unbatch(out) : outputJson(out);
   }
 
   /** The output tree's leaves, named (output0…, dict keys), renamed to the model config's outputs when they line up. */

@@ -7,7 +7,7 @@ import { ClientClosedError } from '../engine/batcher.js';
 import { concatRows, DTYPE_TO_V2, type NumericDatatype } from '../engine/tensors.js';
 import type { ModelVersion, Registry } from '../engine/types.js';
 import { BadRequestError, RequestTimeoutError, ServiceUnavailableError, TorchdError } from '../errors.js';
-import { createModelHandler, tensorToJson, type DecodeContext, type Example, type ModelHandler } from '../handlers/index.js';
+import { createModelHandler, TensorJson, type DecodeContext, type Example, type ModelHandler } from '../handlers/index.js';
 import type { ServerMetrics, Stage } from '../metrics/types.js';
 import type { IgResult, OutputTree, Tensor } from '../native.js';
 import { checkElementCount, OFF_LOOP_JSON_BYTES, parseSteps, parseTarget } from './limits.js';
@@ -205,7 +205,7 @@ export function createInferenceService(options: ServiceOptions): InferenceServic
           const heatmap = explain.heatmap;
           return timed(mv, 'postprocess', () => handler.heatmap!(args, result.attributions, heatmap));
         }
-        return input.kind === 'tensors' ? result : timed(mv, 'postprocess', () => tensorToJson(result.attributions, 1));
+        return input.kind === 'tensors' ? result : timed(mv, 'postprocess', () => new TensorJson(result.attributions, 1));
       };
 
       const results = await forEachFairly(examples, windowOf(mv, examples.length), controller, perExample);

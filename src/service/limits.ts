@@ -23,6 +23,14 @@ export const DEFAULT_IG_STEPS = 15;
 export const OFF_LOOP_JSON_BYTES = 256 * 1024;
 
 /**
+ * Tensors of at least this many values in a JSON response are encoded on the response encoder thread
+ * (handlers/response-encoder.ts): materialising and printing a number costs ≈ 0.3 µs, so 16 384 stay near 5 ms on the
+ * sliced synchronous path, while the largest output a 6.5 MB request can give (x·2 of 700 000 numbers, 13 MB of
+ * JSON) held the event loop 10–45 ms there (bench/NOTES.md §31). Below it a thread round trip costs more than it saves.
+ */
+export const OFF_LOOP_JSON_NUMBERS = 16_384;
+
+/**
  * A request's JSON (a body or a part) → its value, with the request bounds (max_json_depth, max_request_elements).
  * Bodies of offLoopJsonBytes or more are parsed off the event loop and their rectangular numeric arrays come back as
  * PackedArray (bounded-json.ts). Rejects with the same BadRequestError either way.

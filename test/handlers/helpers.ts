@@ -9,7 +9,7 @@ import zlib from 'node:zlib';
 import type { HandlerConfig, ModelSpec, ModelVersion } from '../../src/engine/types.js';
 import { kserveV1Request } from '../../src/http/kserve-v1.js';
 import { torchserveRequest } from '../../src/http/torchserve.js';
-import type { InputPart } from '../../src/handlers/index.js';
+import { TensorJson, type InputPart } from '../../src/handlers/index.js';
 import { noopMetrics, type ServerMetrics } from '../../src/metrics/types.js';
 import { loadModel, type Model } from '../../src/native.js';
 import { createInferenceService, DEFAULT_LIMITS, type InferenceService, type ServiceLimits } from '../../src/service/index.js';
@@ -69,9 +69,22 @@ export function serviceFor(mv: ModelVersion, o: CallOptions = {}): InferenceServ
   return createInferenceService({ registry: { resolve: () => mv }, metrics: o.metrics ?? noopMetrics, limits: { ...DEFAULT_LIMITS, ...o.limits } });
 }
 
+/**
+ * A result row with its TensorJson leaves (tensors the codec encodes when it writes the body) as the nested arrays
+ * they stand for; OrderedJson and Buffers stay as they are.
+ */
+export function plainRow(v: unknown): unknown {
+  if (v instanceof TensorJson) return v.toJSON();
+  if (Array.isArray(v)) return v.map(plainRow);
+  if (v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainRow(x)]));
+  }
+  return v;
+}
+
 async function torchserve(mv: ModelVersion, parts: InputPart[], o: CallOptions, explain: boolean): Promise<unknown> {
   const result = await serviceFor(mv, o).infer({ model: mv.spec.name, protocol: 'test' }, torchserveRequest(parts, o.query ?? {}, explain));
-  const rows = result.kind === 'rows' ? result.rows : [];
+  const rows = result.kind === 'rows' ? result.rows.map(plainRow) : [];
   return rows.length === 1 ? rows[0] : rows;
 }
 
@@ -83,7 +96,7 @@ export const explain = (mv: ModelVersion, parts: InputPart[], o: CallOptions = {
 async function kserveV1(mv: ModelVersion, body: unknown, o: CallOptions, explain: boolean): Promise<unknown[]> {
   const service = serviceFor(mv, o);
   const result = await service.infer({ model: mv.spec.name, protocol: 'test' }, kserveV1Request(body, o.query ?? {}, explain, service));
-  return result.kind === 'rows' ? result.rows : [];
+  return result.kind === 'rows' ? result.rows.map(plainRow) : [];
 }
 
 export const kserveV1Predict = async (mv: ModelVersion, body: unknown, o: CallOptions = {}) => ({ predictions: await kserveV1(mv, body, o, false) });

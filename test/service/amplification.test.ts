@@ -5,10 +5,10 @@ import test, { type ExecutionContext } from 'ava';
 import { cpus, loadavg } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
 import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
+import { startPinger } from './_pinger.js';
 import { fixture, makeModelStore } from '../http/_server.js';
 import { pngHeaderOnly } from '../handlers/helpers.js';
 import { readFileSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import zlib from 'node:zlib';
 
 const IG_CAP = 64;
@@ -56,34 +56,6 @@ interface Measured {
   pingMaxMs: number;
   /** Largest rise of RSS seen (sampled, and the kernel's peak). */
   growthMiB: number;
-}
-
-/**
- * Polls `${url}/ping` from a worker thread (its own event loop, so building and sending a large request here never
- * delays a ping) until stopped; resolves with the slowest answer in ms.
- */
-function startPinger(url: string): { stop(): Promise<number> } {
-  const worker = new Worker(
-    `const { parentPort, workerData } = require('node:worker_threads');
-     let stopped = false, max = 0;
-     parentPort.on('message', () => { stopped = true; });
-     (async () => {
-       while (!stopped) {
-         const t0 = performance.now();
-         await (await fetch(workerData.url + '/ping')).text();
-         max = Math.max(max, performance.now() - t0);
-         await new Promise((r) => setTimeout(r, 5));
-       }
-       parentPort.postMessage(max);
-     })();`,
-    { eval: true, workerData: { url } },
-  );
-  return {
-    stop: () => new Promise<number>((resolve) => {
-      worker.once('message', (max: number) => void worker.terminate().then(() => resolve(max)));
-      worker.postMessage('stop');
-    }),
-  };
 }
 
 /** Sends one request while /ping is polled and the server's memory sampled. */

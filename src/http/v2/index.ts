@@ -7,7 +7,7 @@ import { plainJson } from '../../bounded-json.js';
 import { OFF_LOOP_JSON_BYTES, parseRequestJson, type ServiceRequest } from '../../service/index.js';
 import { serverVersion } from '../../version.js';
 import { admissionOf, admit } from '../admission.js';
-import { sendJson } from '../respond.js';
+import { sendJson, writeBody } from '../respond.js';
 import * as health from '../health.js';
 import type { AppDeps } from '../types.js';
 import { HEADER_LENGTH, type DecodedRequest, decodeInferRequest, encodeInferResponse, type NamedOutput } from './codec.js';
@@ -57,8 +57,7 @@ async function sendInferResponse(res: Response, mv: ModelVersion, request: Decod
   if (encoded.headerLength !== undefined) res.setHeader('Inference-Header-Content-Length', String(encoded.headerLength));
   res.setHeader('Content-Length', String(encoded.chunks.reduce((a, c) => a + c.length, 0)));
   // Written piece by piece: binary outputs go out from the tensors' own memory, never concatenated.
-  for (const chunk of encoded.chunks) res.write(chunk);
-  res.end();
+  await writeBody(res, encoded.chunks);
 }
 
 /** `parameters.n_steps` / `parameters.target`: non-negative integers (target may be a list, one per example). */
