@@ -6,6 +6,14 @@ import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../bin/torchd.js', import.meta.url));
 
+/** Environment for a torchd whose three HTTP listeners take free loopback ports and that starts no gRPC listener. */
+export const LOOPBACK_HTTP_ONLY_ENV = {
+  TS_INFERENCE_ADDRESS: 'http://127.0.0.1:0',
+  TS_MANAGEMENT_ADDRESS: 'http://127.0.0.1:0',
+  TS_METRICS_ADDRESS: 'http://127.0.0.1:0',
+  TS_ENABLE_GRPC: 'false',
+} as const;
+
 export interface TorchdExit {
   code: number | null;
   signal: NodeJS.Signals | null;

@@ -4,7 +4,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { cpus, loadavg } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
-import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
+import { LOOPBACK_HTTP_ONLY_ENV, spawnTorchd, type TorchdChild } from '../_torchd-child.js';
 import { startPinger } from './_pinger.js';
 import { fixture, makeModelStore } from '../http/_server.js';
 import { pngHeaderOnly } from '../handlers/helpers.js';
@@ -23,10 +23,7 @@ test.before(async () => {
   torchd = spawnTorchd(['start', `--model-store=${store}`, '--models=mnist=mnist.mar,resnet-18=resnet-18.mar,multi_out=multi_out.mar'], {
     env: {
       ...process.env,
-      TS_INFERENCE_ADDRESS: 'http://127.0.0.1:0',
-      TS_MANAGEMENT_ADDRESS: 'http://127.0.0.1:0',
-      TS_METRICS_ADDRESS: 'http://127.0.0.1:0',
-      TS_ENABLE_GRPC: 'false',
+      ...LOOPBACK_HTTP_ONLY_ENV,
       // The IG row: a step cap small enough for a CI machine (default 1024) and the default 512 MiB memory budget.
       TS_MAX_IG_STEPS: String(IG_CAP),
       TS_IG_MEMORY_BUDGET: String(IG_BUDGET_MIB * 1024 * 1024),

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import sharp from 'sharp';
 import { renderHeatmap } from '../../src/handlers/heatmap.js';
-import { spawnTorchd, type TorchdChild } from '../_torchd-child.js';
+import { LOOPBACK_HTTP_ONLY_ENV, spawnTorchd, type TorchdChild } from '../_torchd-child.js';
 import { fixture, makeModelStore } from '../http/_server.js';
 import { startPinger } from './_pinger.js';
 
@@ -24,10 +24,7 @@ test.before(async () => {
   torchd = spawnTorchd(['start', `--model-store=${store}`, '--models=multi_out=multi_out.mar,resnet-18=resnet-18.mar'], {
     env: {
       ...process.env,
-      TS_INFERENCE_ADDRESS: 'http://127.0.0.1:0',
-      TS_MANAGEMENT_ADDRESS: 'http://127.0.0.1:0',
-      TS_METRICS_ADDRESS: 'http://127.0.0.1:0',
-      TS_ENABLE_GRPC: 'false',
+      ...LOOPBACK_HTTP_ONLY_ENV,
     },
   });
   const addresses = (await torchd.waitFor('torchd ready', 120_000)).addresses as { inference: string; metrics: string };
