@@ -39,6 +39,8 @@ export interface BuildInfo {
   cudaCompiled: boolean;
   cudaAvailable: boolean;
   deviceCount: number;
+  /** OpenBLAS's own thread count (torchd sets 1 unless OPENBLAS_NUM_THREADS says otherwise); -1: the BLAS is not OpenBLAS. */
+  blasThreads: number;
 }
 
 export interface LoadOptions {
@@ -290,12 +292,11 @@ function addonPath(): string | undefined {
  * while its main thread evaluates the server's JavaScript (≈ 0.4 s) instead of after it. The libraries are
  * process-wide: the main thread's later require() of the same file finds them loaded (the dynamic linker
  * serialises the two) and only runs the addon's per-environment init. The worker registers no exit hook and
- * never runs a native call; it ends at once. OMP_WAIT_POLICY is settled first: libgomp reads it when it is
- * loaded (see engine/registry.ts). Resolves true once the worker has loaded the addon, false when it could not
+ * never runs a native call; it ends at once. The threading variables are settled first (settleThreadingEnv). Resolves true once the worker has loaded the addon, false when it could not
  * (loadAddon() then reports the real error on the main thread). Never rejects.
  */
 export function preloadAddonInBackground(): Promise<boolean> {
-  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  settleThreadingEnv();
   const file = addon ? undefined : addonPath();
   if (!file) return Promise.resolve(Boolean(addon));
   return new Promise((done) => {
@@ -316,9 +317,26 @@ export function preloadAddonInBackground(): Promise<boolean> {
   });
 }
 
+/**
+ * The environment LibTorch's thread pools read once, when their libraries are loaded (the addon's first
+ * load, here or in the preload worker); a value the user set is kept.
+ * - OMP_WAIT_POLICY=PASSIVE: libgomp's teams spin after each parallel region by default, and on cores
+ *   shared with the event loop and the image workers a spinning team waits for a thread the scheduler
+ *   gave to someone else: a ResNet-18 forward took 5× longer next to preprocessing (bench/NOTES.md §7, §8).
+ * - OPENBLAS_NUM_THREADS=1: Debian's LibTorch runs its GEMMs through OpenBLAS, whose own pool (one thread
+ *   per core, spin-waiting between calls) competes with the executors and the intra-op threads that
+ *   already own the cores: one spinning BLAS thread cost 4.8 ms of CPU per ResNet-18 request, and the
+ *   harness ran 1.7× faster at 1 worker × 2 threads without it (NOTES.md §32).
+ */
+export function settleThreadingEnv(): void {
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  process.env.OPENBLAS_NUM_THREADS ??= '1';
+}
+
 /** Loads torchd.node once: $TORCHD_ADDON if set, else the cmake-js build output. */
 function loadAddon(): Addon {
   if (addon) return addon;
+  settleThreadingEnv();
   const require = createRequire(import.meta.url);
   const override = process.env.TORCHD_ADDON;
   const candidates = override ? [resolve(override)] : BUILD_CANDIDATES;

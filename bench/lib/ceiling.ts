@@ -8,8 +8,8 @@ import { promisify } from 'node:util';
 import { ROOT } from './servers.js';
 
 const run = promisify(execFile);
-/** The harness runs LibTorch with the server's OpenMP wait policy (src/engine/registry.ts sets it there). */
-const harnessEnv = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE' };
+/** The harness runs LibTorch with the server's threading variables (settleThreadingEnv in src/native.ts). */
+const harnessEnv = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE', OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '1' };
 
 export interface CeilingPoint {
   batch: number;

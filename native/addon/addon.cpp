@@ -574,6 +574,7 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
     out.Set("cudaCompiled", b.cudaCompiled);
     out.Set("cudaAvailable", b.cudaAvailable);
     out.Set("deviceCount", b.deviceCount);
+    out.Set("blasThreads", b.blasThreads);
     return out;
   } catch (const std::exception& e) {
     throw makeError(env, ErrorCode::Device, e.what(), ErrorKind::Error);

@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
     options.device = args.device;
     options.threads = args.threads;
     options.optimize = args.optimize;
+    torchd::limitBlasThreadsUnlessSet();
     torchd::prepareTorchThread();
     // --workers W: W executor threads running calls at once on the one module; IG runs on one.
     int workers = args.ig ? 1 : args.workers;
@@ -234,11 +235,11 @@ int main(int argc, char** argv) {
       mean /= ms.size();
       std::printf(
           "{\"batch\":%lld,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"items_per_s\":%.2f,\"mean_ms\":%.4f,\"iters\":%d,"
-          "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"forward_module\":\"%s\",\"torch\":\"%s\"}\n",
+          "\"threads\":%d,\"workers\":%d,\"device\":\"%s\",\"dtype\":\"%s\",\"mode\":\"%s\",\"steps\":%d,\"forward_module\":\"%s\",\"torch\":\"%s\",\"blas_threads\":%d}\n",
           static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), static_cast<double>(batch) * args.iters * workers / total,
           mean, args.iters, serving->threads(), workers, model.device().c_str(),
           args.dtype.c_str(), args.ig ? "ig" : "forward", args.ig ? args.steps : 0,
-          forwardModuleName(model.optimizeState().serving), torchd::buildInfo().torchVersion.c_str());
+          forwardModuleName(model.optimizeState().serving), torchd::buildInfo().torchVersion.c_str(), torchd::buildInfo().blasThreads);
       std::fflush(stdout);
     }
   } catch (const torchd::EngineError& e) {

@@ -19,14 +19,6 @@ import { DynamicBatcher } from './batcher.js';
 import type { ImageInputProbe, ModelInfo, ModelSettings, ModelSpec, ModelVersion, Registry } from './types.js';
 import { ARRAY_CTOR, elementCount } from './tensors.js';
 
-// LibTorch's OpenMP threads (libgomp) spin after each parallel region by default. On a machine whose
-// cores are shared with the event loop, the image workers and libvips, a spinning team waits for a
-// thread the scheduler gave to someone else: a ResNet-18 forward took 5× longer next to image
-// preprocessing (bench/NOTES.md §7, §8). Sleeping waiters cost µs per region instead. libgomp reads
-// the variable once, when libtorch is loaded, which is the addon's first use: later than this module's
-// evaluation. A value the user set is kept.
-process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
-
 export interface RegistryOptions {
   metrics: ServerMetrics;
   logger: Logger;
