@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { Ceiling } from './ceiling.js';
-import type { LoadResult, ProbeResult } from './http-load.js';
+import { loadGenerator, type LoadResult, type ProbeResult } from './http-load.js';
 
 export interface Figure {
   id: string;
@@ -50,7 +50,7 @@ export interface Report {
   finished: string;
   mode: 'quick' | 'full';
   machine: { host: string; cores: number; cpu: string; memoryGiB: number; gpu: string | null; node: string; torch: string; loadAverageAtStart: number[]; loadAverageAtEnd: number[] };
-  settings: { device: string; precision: string; workers: number; intraOpThreads: number; secondsPerPoint: number };
+  settings: { device: string; precision: string; workers: number; intraOpThreads: number; secondsPerPoint: number; loadGenerator: string };
   commands: string[];
   figures: Figure[];
   ceiling: Ceiling;
@@ -101,6 +101,7 @@ export function buildReport(i: ReportInput): Report {
     ...(i.ceiling.command ? [i.ceiling.command] : []),
     'node bin/torchd.js start --model-store bench/.work/store --models ... (loopback, free ports)',
     '/usr/bin/python3 bench/peers/fastapi_server.py --port P --threads T --model NAME=FILE:PRESET',
+    `load: ${loadGenerator}, every server alike (bench/lib/http-load.ts)`,
   ];
   const md: string[] = [];
   md.push(`# torchd benchmark — ${i.started.toISOString().slice(0, 10)} on ${machine.host}${i.quick ? ' (quick mode: MNIST-sized model only, short runs; not a measurement)' : ''}`, '');
@@ -114,7 +115,7 @@ export function buildReport(i: ReportInput): Report {
     for (const p of c.points) md.push(`| ${name} | ${p.batch} | ${f(p.p50Ms, 3)} | ${f(p.p99Ms, 3)} | ${f(p.itemsPerSec, 1)} |`);
     if (c.igMs) md.push(`| ${name} IG (${c.igSteps} steps) | 1 | ${f(c.igMs, 2)} | | |`);
   }
-  md.push('', '## torchd over HTTP (autocannon)', '', '| series | c | req/s | p50 ms | p90 ms | p99 ms | mean batch | queue ms | preprocess ms | inference ms | postprocess ms | non-2xx |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+  md.push('', `## torchd over HTTP (${loadGenerator})`, '', '| series | c | req/s | p50 ms | p90 ms | p99 ms | mean batch | queue ms | preprocess ms | inference ms | postprocess ms | non-2xx |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const s of i.series) {
     for (const p of s.points) {
       const st = p.stagesMs ?? {};
@@ -134,7 +135,7 @@ export function buildReport(i: ReportInput): Report {
     finished: new Date().toISOString(),
     mode: i.quick ? 'quick' : 'full',
     machine,
-    settings: { device: i.device, precision: i.precision, workers: i.workers, intraOpThreads: i.threads, secondsPerPoint: i.seconds },
+    settings: { device: i.device, precision: i.precision, workers: i.workers, intraOpThreads: i.threads, secondsPerPoint: i.seconds, loadGenerator },
     commands,
     figures: i.figures,
     ceiling: i.ceiling,
