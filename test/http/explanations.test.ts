@@ -15,7 +15,12 @@ test.after.always(async () => {
   await srv?.close();
 });
 
-/** |a-b| <= 1e-4 + 1e-3·|b| elementwise over [1][28][28]; returns the worst offender for the message. */
+/**
+ * |a-b| <= 5e-4 + 1e-3·|b| elementwise over [1][28][28]; returns the worst offender for the message.
+ * The absolute term covers summation order: the references were computed with OpenBLAS's multi-threaded
+ * GEMMs, the server runs one BLAS thread (bench/NOTES.md §32), and the target-7 attributions (up to 0.86,
+ * a class the digit is not) then differ by up to 3.1e-4. A wrong target or step count is off by ≫ 1e-2.
+ */
 function compare(t: import('ava').ExecutionContext, got: unknown, want: number[][][]) {
   const g = got as number[][][];
   t.is(g.length, 1);
@@ -28,7 +33,7 @@ function compare(t: import('ava').ExecutionContext, got: unknown, want: number[]
       worst = Math.max(worst, err);
     }
   }
-  t.true(worst <= 1e-4, `worst excess error ${worst}`);
+  t.true(worst <= 5e-4, `worst excess error ${worst}`);
 }
 
 test(`explanation of ${ig.image} (default target = predicted class ${ig.target}) equals the reference`, async (t) => {
