@@ -292,8 +292,9 @@ function addonPath(): string | undefined {
  * while its main thread evaluates the server's JavaScript (≈ 0.4 s) instead of after it. The libraries are
  * process-wide: the main thread's later require() of the same file finds them loaded (the dynamic linker
  * serialises the two) and only runs the addon's per-environment init. The worker registers no exit hook and
- * never runs a native call; it ends at once. The threading variables are settled first (settleThreadingEnv). Resolves true once the worker has loaded the addon, false when it could not
- * (loadAddon() then reports the real error on the main thread). Never rejects.
+ * never runs a native call; it ends at once. The threading variables are settled first (settleThreadingEnv).
+ * Resolves true once the worker has loaded the addon, false when it could not (loadAddon() then reports the
+ * real error on the main thread). Never rejects.
  */
 export function preloadAddonInBackground(): Promise<boolean> {
   settleThreadingEnv();
@@ -328,9 +329,10 @@ export function preloadAddonInBackground(): Promise<boolean> {
  *   already own the cores: one spinning BLAS thread cost 4.8 ms of CPU per ResNet-18 request, and the
  *   harness ran 1.7× faster at 1 worker × 2 threads without it (NOTES.md §32).
  */
+export const THREADING_ENV_DEFAULTS: Readonly<Record<string, string>> = { OMP_WAIT_POLICY: 'PASSIVE', OPENBLAS_NUM_THREADS: '1' };
+
 export function settleThreadingEnv(): void {
-  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
-  process.env.OPENBLAS_NUM_THREADS ??= '1';
+  for (const [name, value] of Object.entries(THREADING_ENV_DEFAULTS)) process.env[name] ??= value;
 }
 
 /** Loads torchd.node once: $TORCHD_ADDON if set, else the cmake-js build output. */

@@ -5,11 +5,15 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { THREADING_ENV_DEFAULTS } from '../../src/native.js';
 import { ROOT } from './servers.js';
 
 const run = promisify(execFile);
-/** The harness runs LibTorch with the server's threading variables (settleThreadingEnv in src/native.ts). */
-const harnessEnv = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE', OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS ?? '1' };
+/**
+ * The harness runs LibTorch with the server's threading variables (a value set in the bench's environment wins,
+ * as in the server). Not settled in process.env itself: the FastAPI peers inherit that and run torch's defaults.
+ */
+const harnessEnv = { ...THREADING_ENV_DEFAULTS, ...process.env };
 
 export interface CeilingPoint {
   batch: number;

@@ -176,6 +176,7 @@ int main(int argc, char** argv) {
     int workers = args.ig ? 1 : args.workers;
     auto serving = std::make_unique<torchd::ServingModel>(torchd::Model::load(args.model, options), workers);
     const torchd::Model& model = serving->model();
+    const torchd::BuildInfo build = torchd::buildInfo();
     for (int64_t batch : args.batches) {
       std::vector<int64_t> shape = args.shape;
       shape[0] = batch;
@@ -239,7 +240,7 @@ int main(int argc, char** argv) {
           static_cast<long long>(batch), percentile(sorted, 50), percentile(sorted, 99), static_cast<double>(batch) * args.iters * workers / total,
           mean, args.iters, serving->threads(), workers, model.device().c_str(),
           args.dtype.c_str(), args.ig ? "ig" : "forward", args.ig ? args.steps : 0,
-          forwardModuleName(model.optimizeState().serving), torchd::buildInfo().torchVersion.c_str(), torchd::buildInfo().blasThreads);
+          forwardModuleName(model.optimizeState().serving), build.torchVersion.c_str(), build.blasThreads);
       std::fflush(stdout);
     }
   } catch (const torchd::EngineError& e) {
