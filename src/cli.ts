@@ -6,6 +6,7 @@ import { createLogger } from './logger.js';
 import { HANDLER_NAMES } from './handlers/names.js';
 import { serverVersion } from './version.js';
 import { startServer } from './server.js';
+import { settleHeapGrowth } from './v8-heap.js';
 
 interface StartFlags {
   modelStore?: string;
@@ -35,6 +36,8 @@ async function start(flags: StartFlags): Promise<void> {
     process.cwd(),
     process.env,
   );
+  const heapGrowth = settleHeapGrowth(config.heapGrowingPercent ?? 0);
+  logger.info({ heapGrowingPercent: heapGrowth }, 'V8 heap growing factor');
   const server = await startServer(config, { logger });
   let signals = 0;
   const stop = (signal: NodeJS.Signals) => {

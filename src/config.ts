@@ -68,6 +68,8 @@ const DEFAULTS = {
   allowed_urls: '',
   enable_token_auth: 'false',
   intra_op_threads: '0',
+  // V8 grows its heap limit by (1 + this/100) after a full GC (0: V8's own dynamic factor); see src/v8-heap.ts.
+  heap_growing_percent: '300',
   drain_delay: '0',
   shutdown_timeout: '30',
   enable_grpc: 'true',
@@ -217,6 +219,7 @@ const USED_KEYS = {
   disable_token_authorization: bool,
   key_file: z.string().min(1),
   intra_op_threads: integer(0, 'threads'),
+  heap_growing_percent: integer(0, 'percent').pipe(z.number().max(1000, 'expected a whole number of percent from 0 to 1000')),
   model_snapshot: modelSnapshotJson,
   // torchd reads TS_<KEY> unless the file turns this off explicitly (TorchServe: off unless true).
   enable_envvars_config: bool,
@@ -377,6 +380,7 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     enableTokenAuth: tokenAuth,
     keyFile: resolve(cwd, (settled.key_file as string | undefined) ?? join(cwd, 'key_file.json')),
     intraOpThreads: settled.intra_op_threads as number,
+    heapGrowingPercent: settled.heap_growing_percent as number,
     drainDelay,
     shutdownTimeout,
     limits: {

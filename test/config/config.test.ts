@@ -54,6 +54,16 @@ test('defaults follow the spec', (t) => {
   t.is(c.keyFile, '/srv/key_file.json');
   t.is(c.drainDelay, 0);
   t.is(c.shutdownTimeout, 30);
+  t.is(c.heapGrowingPercent, 300);
+});
+
+test('heap_growing_percent: 0 (V8\'s dynamic factor) to 1000, from the file or TS_HEAP_GROWING_PERCENT', (t) => {
+  t.is(resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=0') }).heapGrowingPercent, 0);
+  t.is(resolveConfig({ properties: props('model_store=/m'), env: { TS_HEAP_GROWING_PERCENT: '150' } }).heapGrowingPercent, 150);
+  const err = t.throws(() => resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=2000') }), { instanceOf: ConfigError });
+  t.regex(err!.message, /heap_growing_percent="2000" is invalid: expected a whole number of percent from 0 to 1000/);
+  const neg = t.throws(() => resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=-5') }), { instanceOf: ConfigError });
+  t.regex(neg!.message, /heap_growing_percent="-5" is invalid: expected a whole number of percent >= 0/);
 });
 
 test('drain_delay and shutdown_timeout take seconds, fractions included', (t) => {
