@@ -20,6 +20,7 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     variant: { type: 'string', multiple: true, default: [] },
+    'max-batch-delay': { type: 'string', default: '5' },
     image: { type: 'string', default: path.join(ROOT, 'test', 'fixtures', 'models', 'sample.jpg') },
   },
 });
@@ -32,13 +33,18 @@ const cores = os.availableParallelism();
 const store = path.join(ROOT, 'bench', '.work', 'load-probe', 'store');
 rmSync(store, { recursive: true, force: true });
 mkdirSync(store, { recursive: true });
-writeModelFolder(store, {
-  name: 'resnet18',
-  file: path.join(ROOT, 'test', 'fixtures', 'models', 'resnet18.pt'),
-  handler: 'image_classifier',
-  config: { batchSize: 8, maxBatchDelay: 5, minWorkers: cores, maxWorkers: cores, device: 'cpu', precision: 'fp32', responseTimeout: 300, optimize: true, handler: { preset: 'imagenet' } },
-});
-const body = { path: '/predictions/resnet18', headers: { 'content-type': 'image/jpeg' }, body: readFileSync(flags.image!) };
+/** --max-batch-delay 5,20: one model per delay, each its own series of rounds. */
+const delays = flags['max-batch-delay']!.split(',').map(Number);
+for (const delay of delays) {
+  writeModelFolder(store, {
+    name: `resnet18_d${delay}`,
+    file: path.join(ROOT, 'test', 'fixtures', 'models', 'resnet18.pt'),
+    handler: 'image_classifier',
+    config: { batchSize: 8, maxBatchDelay: delay, minWorkers: cores, maxWorkers: cores, device: 'cpu', precision: 'fp32', responseTimeout: 300, optimize: true, handler: { preset: 'imagenet' } },
+  });
+}
+const image = readFileSync(flags.image!);
+const bodyFor = (delay: number) => ({ path: `/predictions/resnet18_d${delay}`, headers: { 'content-type': 'image/jpeg' }, body: image });
 
 function gc(s: Scrape): Record<string, { n: number; ms: number }> {
   const out: Record<string, { n: number; ms: number }> = {};
@@ -49,22 +55,24 @@ function gc(s: Scrape): Record<string, { n: number; ms: number }> {
 }
 
 for (let round = 0; round < Number(flags.rounds); round++) {
-  for (const v of variants) {
+  for (const v of variants) for (const delay of delays) {
+    const name = `resnet18_d${delay}`;
+    const body = bodyFor(delay);
     const saved = { ...process.env };
     Object.assign(process.env, v.env);
-    const server = await startTorchd(store, ['resnet18'], { threads: 1 });
+    const server = await startTorchd(store, [name], { threads: 1 });
     for (const k of Object.keys(v.env)) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
     try {
       for (let i = 0; i < 20; i++) if ((await send(server.base, body)) !== 200) throw new Error('warm-up request failed');
       const before = await scrape(server.metricsBase!);
       const r = await load(server.base, body, Number(flags.c), Number(flags.duration));
       const after = await scrape(server.metricsBase!);
-      const split = serverSplit(before, after, 'resnet18');
+      const split = serverSplit(before, after, name);
       const requests = r.reqPerSec * Number(flags.duration);
       const cpuMs = (sample(after, 'process_cpu_seconds_total', {}) - sample(before, 'process_cpu_seconds_total', {})) * 1000;
       const [g0, g1] = [gc(before), gc(after)];
       const gcText = Object.keys(g1).map((k) => `${k} ${g1[k].n - g0[k].n}/${(g1[k].ms - g0[k].ms).toFixed(0)}ms`).join(' ');
-      console.log(`${v.name} round ${round + 1}: ${r.reqPerSec.toFixed(1)} req/s p50 ${r.p50} ms batch ${split.meanBatch.toFixed(2)} cpu/req ${(cpuMs / requests).toFixed(1)} ms; gc ${gcText}; load ${os.loadavg()[0].toFixed(2)}`);
+      console.log(`${v.name} delay ${delay} round ${round + 1}: ${r.reqPerSec.toFixed(1)} req/s p50 ${r.p50} ms batch ${split.meanBatch.toFixed(2)} cpu/req ${(cpuMs / requests).toFixed(1)} ms; gc ${gcText}; load ${os.loadavg()[0].toFixed(2)}`);
     } finally {
       await server.stop();
     }

@@ -27,6 +27,8 @@ const { values: flags } = parseArgs({
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
     'no-peer': { type: 'boolean', default: false },
     'no-grpc': { type: 'boolean', default: false },
+    // Appended to the result files' name (2026-12-07-vm-TAG.*): a second run on one day keeps the first.
+    tag: { type: 'string' },
     // Serve (and measure the ceiling of) the modules as saved instead of frozen + optimize_for_inference.
     'no-optimize': { type: 'boolean', default: false },
   },
@@ -348,7 +350,7 @@ for (const precision of precisions) {
   const report = await runOnce(precision);
   const stamp = report.started.slice(0, 10);
   const host = os.hostname().replace(/[^\w.-]/g, '_');
-  const suffix = `${quick ? '-quick' : ''}${onGpu ? `-${device.replace(':', '')}-${precision}` : ''}`;
+  const suffix = `${quick ? '-quick' : ''}${onGpu ? `-${device.replace(':', '')}-${precision}` : ''}${flags.tag ? `-${flags.tag.replace(/[^\w.-]/g, '_')}` : ''}`;
   const base = path.join(flags.out!, `${stamp}-${host}${suffix}`);
   // The charts (vega-lite → SVG) sit next to the report, and the Markdown embeds them.
   writeFileSync(`${base}.svg`, await renderChartSvg(report));
