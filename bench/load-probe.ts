@@ -35,16 +35,16 @@ rmSync(store, { recursive: true, force: true });
 mkdirSync(store, { recursive: true });
 /** --max-batch-delay 5,20: one model per delay, each its own series of rounds. */
 const delays = flags['max-batch-delay']!.split(',').map(Number);
+const modelName = (delay: number) => `resnet18_d${delay}`;
 for (const delay of delays) {
   writeModelFolder(store, {
-    name: `resnet18_d${delay}`,
+    name: modelName(delay),
     file: path.join(ROOT, 'test', 'fixtures', 'models', 'resnet18.pt'),
     handler: 'image_classifier',
     config: { batchSize: 8, maxBatchDelay: delay, minWorkers: cores, maxWorkers: cores, device: 'cpu', precision: 'fp32', responseTimeout: 300, optimize: true, handler: { preset: 'imagenet' } },
   });
 }
 const image = readFileSync(flags.image!);
-const bodyFor = (delay: number) => ({ path: `/predictions/resnet18_d${delay}`, headers: { 'content-type': 'image/jpeg' }, body: image });
 
 function gc(s: Scrape): Record<string, { n: number; ms: number }> {
   const out: Record<string, { n: number; ms: number }> = {};
@@ -56,12 +56,9 @@ function gc(s: Scrape): Record<string, { n: number; ms: number }> {
 
 for (let round = 0; round < Number(flags.rounds); round++) {
   for (const v of variants) for (const delay of delays) {
-    const name = `resnet18_d${delay}`;
-    const body = bodyFor(delay);
-    const saved = { ...process.env };
-    Object.assign(process.env, v.env);
-    const server = await startTorchd(store, [name], { threads: 1 });
-    for (const k of Object.keys(v.env)) if (saved[k] === undefined) delete process.env[k]; else process.env[k] = saved[k];
+    const name = modelName(delay);
+    const body = { path: `/predictions/${name}`, headers: { 'content-type': 'image/jpeg' }, body: image };
+    const server = await startTorchd(store, [name], { threads: 1, env: v.env });
     try {
       for (let i = 0; i < 20; i++) if ((await send(server.base, body)) !== 200) throw new Error('warm-up request failed');
       const before = await scrape(server.metricsBase!);

@@ -36,7 +36,7 @@ async function start(flags: StartFlags): Promise<void> {
     process.cwd(),
     process.env,
   );
-  const heapGrowth = settleHeapGrowth(config.heapGrowingPercent ?? 0);
+  const heapGrowth = settleHeapGrowth(config.heapGrowingPercent);
   logger.info({ heapGrowingPercent: heapGrowth }, 'V8 heap growing factor');
   const server = await startServer(config, { logger });
   let signals = 0;

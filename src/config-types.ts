@@ -25,7 +25,7 @@ export interface ServerConfig {
   /** LibTorch intra-op threads per worker (0 = derive from cores) */
   intraOpThreads: number;
   /** heap_growing_percent: V8's heap growing factor after a full GC, as 1 + this/100 (0 = V8's dynamic factor) */
-  heapGrowingPercent?: number;
+  heapGrowingPercent: number;
   /** seconds to keep serving after readiness goes false on SIGTERM (a Kubernetes preStop sleep) */
   drainDelay: number;
   /** seconds from SIGTERM to the forced end of the drain (drain_delay included); then 503 and exit 0 */

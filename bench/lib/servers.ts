@@ -114,7 +114,8 @@ function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 /** Starts torchd on free loopback ports with `models` (names of folders in `store`). */
-export async function startTorchd(store: string, models: string[], options: { threads?: number } = {}): Promise<Running> {
+/** `env`: variables added to this process's environment for the child (TS_<KEY> config keys, NODE_OPTIONS...). */
+export async function startTorchd(store: string, models: string[], options: { threads?: number; env?: Record<string, string> } = {}): Promise<Running> {
   const [inf, mgmt, met, grpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
   // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker, gRPC ports).
   const configFile = path.join(store, '..', 'config.properties');
@@ -125,7 +126,7 @@ export async function startTorchd(store: string, models: string[], options: { th
     '--metrics-address', `http://127.0.0.1:${met}`, '--log-level', 'warn', '--ts-config', configFile,
   ];
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs = track(child);
   const base = `http://127.0.0.1:${inf}`;
   await waitHealthy(base, child, 120_000, logs);
