@@ -1,6 +1,8 @@
 // Per model-version dynamic batcher: a bounded job queue, `workers` concurrent native-call slots,
 // and the batching policy of design.md (a free worker takes everything compatible that is queued,
-// up to batchSize rows, in ONE native call; no idle wait).
+// up to batchSize rows, in ONE native call; no idle wait). While another worker is busy, a free one
+// takes its fair share of the recent load instead (see pump()), so that two workers at c=4 run
+// batches of 2 rather than one running 3 and the other singles.
 //
 // Cancellation: every native call carries an AbortSignal and the latest deadline of its jobs. When
 // each of its jobs has been answered without it (timed out, client gone), the call is cancelled:
@@ -75,6 +77,9 @@ export function stuckGraceMs(settings: ModelSettings): number {
   return Math.min(30_000, Math.max(1_000, settings.responseTimeout * 1000));
 }
 
+/** The window of recentLoad(). */
+const LOAD_WINDOW_MS = 1000;
+
 export interface BatcherOptions {
   model: Model;
   name: string;
@@ -96,6 +101,11 @@ export class DynamicBatcher implements Batcher {
   private workers: number;
   private closing = false;
   private delayTimer: NodeJS.Timeout | undefined;
+  /** When the free worker began waiting for its share of requests not yet here (cleared when a call starts). */
+  private waitingSince: number | undefined;
+  private loadPeak = 0;
+  private previousLoadPeak = 0;
+  private loadWindowStart = 0;
   private idleWaiters: (() => void)[] = [];
   /** Infer requests admitted and being decoded (announced with expect()): what a partial batch may wait for. */
   private incoming = 0;
@@ -147,6 +157,7 @@ export class DynamicBatcher implements Batcher {
 
   expect(): Arrival {
     this.incoming++;
+    this.noteLoad();
     return new Announcement(this);
   }
 
@@ -233,6 +244,7 @@ export class DynamicBatcher implements Batcher {
         options.signal.addEventListener('abort', job.onAbort, { once: true });
       }
       this.queue.push(job);
+      this.noteLoad();
       this.pump();
     });
   }
@@ -284,24 +296,57 @@ export class DynamicBatcher implements Batcher {
         this.start([head]);
         continue;
       }
-      const picked = this.pick(head, batchSize);
+      // With another worker busy, a free worker takes its fair share of the requests in flight, not everything
+      // queued: at c=4 on two workers, taking all three that are queued leaves the other worker running singles
+      // (its client's next request finds it free and alone), and a single costs ≈ 1.2 × a row of a batch of 2.
+      const othersBusy = this.active > 0;
+      const load = othersBusy ? this.recentLoad() : 0;
+      const cap = othersBusy ? Math.min(batchSize, Math.max(1, Math.ceil(load / this.workers))) : batchSize;
+      const picked = this.pick(head, cap);
       const rows = picked.reduce((n, j) => n + j.rows, 0);
-      // A partial batch waits (at most maxBatchDelay since its oldest request arrived) only for requests
-      // the server already holds and is decoding (announced with expect()), and only while another worker
-      // is busy: at low load nothing is on its way and an idle device starts at once (no idle delay); under
-      // load the free worker takes its neighbours that are a few ms behind instead of running alone, and it
-      // never waits out maxBatchDelay for requests that may never come.
-      if (rows < batchSize && maxBatchDelay > 0 && this.incoming > 0 && this.active > 0) {
-        const wait = head.enqueuedAt + maxBatchDelay - performance.now();
-        if (wait > 0) {
-          this.armDelay(wait);
-          return;
+      // A partial batch waits (at most maxBatchDelay) only while another worker is busy: at low load an idle
+      // device starts at once (no idle delay). It waits for requests the server already holds and is decoding
+      // (announced with expect(), counted from its oldest request's arrival) and, when the recent load gives each
+      // worker a batch of more than one, for its share that is not here yet (counted from when it started waiting:
+      // that is the next request of the client just answered, a decode away).
+      if (othersBusy && maxBatchDelay > 0 && rows < cap) {
+        const share = Math.min(batchSize, Math.floor(load / this.workers));
+        const lingering = rows < share;
+        if (this.incoming > 0 || lingering) {
+          const since = lingering ? Math.max(head.enqueuedAt, (this.waitingSince ??= performance.now())) : head.enqueuedAt;
+          const wait = since + maxBatchDelay - performance.now();
+          if (wait > 0) {
+            this.armDelay(wait);
+            return;
+          }
         }
       }
       const taken = new Set(picked);
       for (let i = this.queue.length - 1; i >= 0; i--) if (taken.has(this.queue[i])) this.queue.splice(i, 1);
       this.start(picked);
     }
+    if (this.queue.length === 0) this.waitingSince = undefined;
+  }
+
+  /**
+   * The most requests this version held at once (queued, announced or running) over the last one to two seconds:
+   * the client concurrency the batcher sees, which sizes a worker's fair share.
+   */
+  private recentLoad(): number {
+    this.noteLoad();
+    return Math.max(this.loadPeak, this.previousLoadPeak);
+  }
+
+  /** Records the load now into the current one-second window. */
+  private noteLoad(): void {
+    const now = performance.now();
+    if (now - this.loadWindowStart >= LOAD_WINDOW_MS) {
+      this.previousLoadPeak = now - this.loadWindowStart >= 2 * LOAD_WINDOW_MS ? 0 : this.loadPeak;
+      this.loadPeak = 0;
+      this.loadWindowStart = now;
+    }
+    const n = this.queue.length + this.incoming + this.runningJobs;
+    if (n > this.loadPeak) this.loadPeak = n;
   }
 
   /** The head job plus every later compatible job that still fits in batchSize rows, in queue order. */
@@ -327,6 +372,7 @@ export class DynamicBatcher implements Batcher {
   }
 
   private start(jobs: Job[]): void {
+    this.waitingSince = undefined;
     if (this.delayTimer) {
       clearTimeout(this.delayTimer);
       this.delayTimer = undefined;

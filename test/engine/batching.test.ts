@@ -224,3 +224,68 @@ test('a native call that returned is never cancelled; one whose only client left
   t.is(batcher.cancelledCalls, 1);
   await batcher.idle();
 });
+
+// Fair shares (bench/NOTES.md §34): with another worker busy, a free worker takes ceil(load / workers) rows of the
+// recent load (the most requests queued, announced or running at once in the last second or two) and, when that
+// load gives each worker more than one, waits (at most maxBatchDelay from when it began waiting) for its share to
+// arrive. busy.pt keeps one worker busy for `x` matmuls, so which worker is free is known; the checks are made
+// synchronously after infer() or after a macrotask, and maxBatchDelay is a minute where a wrong wait must hang.
+async function twoBusyWorkers(t: import('ava').ExecutionContext, maxBatchDelay: number) {
+  const registry = makeRegistry();
+  t.teardown(() => registry.close());
+  const mv = await registry.register(specFor('busy.pt'), { batchSize: 8, maxBatchDelay, minWorkers: 2, maxWorkers: 2 });
+  const batcher = mv.batcher as DynamicBatcher;
+  // A worker's first forward of a shape is slow (TorchScript's profiling runs): without this, the first batch of
+  // 2 outlasts the busy request. Two at a time: a load of 2 gives shares of 1, which the tests' load of 4 outgrows.
+  for (const rows of [[[0], [0]], [[0]]]) {
+    for (let i = 0; i < 3; i++) {
+      await Promise.all([batcher.infer([f32(rows)]), batcher.infer([f32(rows)])]);
+      await batcher.idle();
+    }
+  }
+  return batcher;
+}
+const col = (x: number) => f32([[x]]);
+const yieldMacrotask = () => new Promise((resolve) => setImmediate(resolve));
+
+test('with another worker busy, a free worker takes its fair share of the load and leaves the rest queued', async (t) => {
+  const batcher = await twoBusyWorkers(t, 60_000);
+  const arrivals = [batcher.expect(), batcher.expect(), batcher.expect()];
+  const before = batcher.nativeCalls;
+  // Four requests in flight on two workers: a share of 2 each.
+  const long = batcher.infer([col(400)]);
+  t.is(batcher.nativeCalls - before, 1, 'an idle device starts at once');
+  const q1 = batcher.infer([col(1)], { arrival: arrivals[0] });
+  t.is(batcher.nativeCalls - before, 1, 'waits for an announced request');
+  const q2 = batcher.infer([col(2)], { arrival: arrivals[1] });
+  t.is(batcher.nativeCalls - before, 2, 'starts at its share without waiting for the third announced request');
+  t.is(batcher.running, 3);
+  const q3 = batcher.infer([col(3)], { arrival: arrivals[2] });
+  t.is(batcher.pending, 1, 'both workers busy: queued');
+  // q1 + q2 return while `long` still runs: the free worker has 1 of its share of 2 and waits for the next.
+  t.deepEqual((await Promise.all([q1, q2])).map((o) => values(o)), [[2], [4]]);
+  await yieldMacrotask();
+  t.is(batcher.nativeCalls - before, 2, 'lingers for its share while the other worker is busy');
+  t.is(batcher.pending, 1);
+  const q4 = batcher.infer([col(4)]);
+  t.is(batcher.nativeCalls - before, 3, 'the next request completes the share: one call for q3 and q4');
+  t.is(batcher.pending, 0);
+  t.deepEqual((await Promise.all([q3, q4])).map((o) => values(o)), [[6], [8]]);
+  t.deepEqual(values(await long), [800]);
+});
+
+test('a free worker waiting for its share starts with what it has after maxBatchDelay', async (t) => {
+  const batcher = await twoBusyWorkers(t, 30);
+  const arrivals = [batcher.expect(), batcher.expect(), batcher.expect()];
+  const before = batcher.nativeCalls;
+  const long = batcher.infer([col(3000)]);
+  let longDone = false;
+  void long.then(() => (longDone = true));
+  const pair = [batcher.infer([col(1)], { arrival: arrivals[0] }), batcher.infer([col(2)], { arrival: arrivals[1] })];
+  const q3 = batcher.infer([col(3)], { arrival: arrivals[2] });
+  await Promise.all(pair);
+  t.deepEqual(values(await q3), [6]);
+  t.false(longDone, 'q3 ran alone after the delay, not after the busy worker');
+  t.is(batcher.nativeCalls - before, 3);
+  await long;
+});
