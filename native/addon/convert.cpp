@@ -1,6 +1,7 @@
 #include "convert.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace torchd::addon {
 
@@ -111,11 +112,20 @@ TensorView readTensor(const Napi::Value& value, const std::string& what,
 
 namespace {
 
+/** Outputs up to this size are copied into V8-owned memory instead of wrapped (see tensorToJs). */
+constexpr size_t kCopiedOutputBytes = 16 * 1024;
+
 Napi::Value tensorToJs(Napi::Env env, OutputNode& node) {
   Napi::ArrayBuffer buffer;
   size_t bytes = node.buffer.byteLength;
   if (bytes == 0 || node.buffer.data == nullptr) {
     buffer = Napi::ArrayBuffer::New(env, 0);
+  } else if (bytes <= kCopiedOutputBytes) {
+    // Small outputs (class scores, a few values) are copied into a V8-owned buffer: an external buffer costs an
+    // N-API finalizer and V8's external-memory bookkeeping per tensor, and a weak callback at the next GC, which
+    // for a 4 KB output is far more than the copy (bench/NOTES.md §36). The tensor is released when `node` is.
+    buffer = Napi::ArrayBuffer::New(env, bytes);
+    std::memcpy(buffer.Data(), node.buffer.data, bytes);
   } else {
     // The ArrayBuffer owns a reference to the LibTorch tensor; GC of the buffer frees the tensor.
     auto* owner = new std::shared_ptr<void>(std::move(node.buffer.owner));

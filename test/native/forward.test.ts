@@ -121,6 +121,19 @@ test('every dtype round-trips bit for bit through an identity model', async (t) 
   await m.dispose();
 });
 
+test('outputs on both sides of the copy threshold (16 KB: copied; larger: the tensor\'s own memory) round-trip', async (t) => {
+  const m = await loadModel(fixture('echo.pt'));
+  for (const n of [4095, 4096, 4097, 100_000]) {
+    const input: Tensor = { dtype: 'float32', shape: [n], data: Float32Array.from({ length: n }, (_, i) => i * 0.5 - 7) };
+    const out = asTensor(await m.forward([input]));
+    t.deepEqual(out.shape, [n]);
+    t.is(out.data.length, n);
+    t.deepEqual(Array.from(out.data as Float32Array), Array.from(input.data as Float32Array), `${n} values`);
+    t.is((out.data as Float32Array).byteOffset, 0);
+  }
+  await m.dispose();
+});
+
 test('inputs may be views into a larger buffer (byteOffset respected)', async (t) => {
   const m = await loadModel(fixture('echo.pt'));
   const backing = Float32Array.from([9, 9, 1, 2, 3, 9]);
