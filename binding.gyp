@@ -37,7 +37,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++1y", "-std=gnu++14"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-O2", "-Wno-unused-parameter", "-Wno-deprecated-declarations"],
       "ldflags": ["<!@(node native/gyp/libtorch.cjs ldflags)"],
-      "libraries": ["<!@(node native/gyp/libtorch.cjs libs)", "<!@(pkg-config --libs libturbojpeg spng)"]
+      "libraries": ["<!@(node native/gyp/libtorch.cjs libs)", "<!@(pkg-config --libs libturbojpeg libjpeg spng)"]
     }
   ]
 }

@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csetjmp>
+#include <cstdio>  // jpeglib.h needs FILE
 #include <cstring>
 #include <memory>
+
+#include <jpeglib.h>
 
 namespace torchd {
 
@@ -248,6 +252,24 @@ Geometry geometry(int w, int h, const ImageSpec& spec) {
   return g;
 }
 
+/**
+ * The source columns [first, end) that Resize + CenterCrop read from a w × h image (no orientation change): the
+ * horizontal coefficients' support of the kept output columns. [0, w) when everything is read.
+ */
+std::pair<int, int> neededColumns(int w, int h, const ImageSpec& spec) {
+  const Geometry g = geometry(w, h, spec);
+  const int x0 = std::max(g.left, 0), x1 = std::min(g.left + g.cropW, g.resizeW);
+  if (x1 <= x0) return {0, w};
+  if (g.resizeW == w) return {x0, x1};
+  const Coefficients hc = coefficients(w, g.resizeW);
+  int first = w, end = 0;
+  for (int x = x0; x < x1; ++x) {
+    first = std::min(first, hc.start[x]);
+    end = std::max(end, hc.start[x] + hc.count[x]);
+  }
+  return {first, end};
+}
+
 // ---------------------------------------------------------------- EXIF orientation (JPEG APP1)
 
 uint32_t read16(const uint8_t* p, bool little) { return little ? p[0] | (p[1] << 8) : (p[0] << 8) | p[1]; }
@@ -368,6 +390,69 @@ bool withinLimits(int64_t w, int64_t h, const ImageSpec& spec) {
   return w > 0 && h > 0 && w <= spec.maxSide && h <= spec.maxSide && w * h <= spec.maxPixels;
 }
 
+// libjpeg's own API for a decode of some columns only (jpeg_crop_scanline: TurboJPEG 2.1 has no crop). Errors and
+// warnings leave through longjmp, as in TurboJPEG with TJFLAG_STOPONWARNING; nothing between setjmp and the
+// libjpeg calls owns a destructor.
+struct JpegError {
+  jpeg_error_mgr mgr;
+  std::jmp_buf jump;
+  char message[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void jpegFail(j_common_ptr cinfo) {
+  auto* e = reinterpret_cast<JpegError*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, e->message);
+  std::longjmp(e->jump, 1);
+}
+
+void jpegMessage(j_common_ptr cinfo, int level) {
+  if (level < 0) jpegFail(cinfo);  // a warning (corrupt or truncated data): fatal, as TJFLAG_STOPONWARNING
+}
+
+/**
+ * Decodes JPEG rows whole but only the columns [first, end) (widened by libjpeg to its iMCU boundaries) into a
+ * w × h × components buffer at their own positions; the other columns are left as they are. ISLOW IDCT and fancy
+ * upsampling, as tjDecompress2's defaults. The entropy decoding still reads every block, so corrupt or truncated
+ * data fails here exactly as a full decode does. Returns false with `why` on an error or warning.
+ */
+bool decodeJpegColumns(const uint8_t* b, size_t n, bool gray, int w, int first, int end, uint8_t* out, std::string& why) {
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.mgr);
+  err.mgr.error_exit = jpegFail;
+  err.mgr.emit_message = jpegMessage;
+  err.message[0] = 0;
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    why = err.message;
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, b, static_cast<unsigned long>(n));
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_EXT_RGB;
+  cinfo.dct_method = JDCT_ISLOW;
+  cinfo.do_fancy_upsampling = TRUE;
+  jpeg_start_decompress(&cinfo);
+  JDIMENSION xoffset = static_cast<JDIMENSION>(first);
+  JDIMENSION width = static_cast<JDIMENSION>(end - first);
+  jpeg_crop_scanline(&cinfo, &xoffset, &width);
+  const size_t components = gray ? 1 : 3;
+  while (cinfo.output_scanline < cinfo.output_height) {
+    JSAMPROW row = out + (static_cast<size_t>(cinfo.output_scanline) * w + xoffset) * components;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+/**
+ * Margin, in source pixels, kept decoded on each side of the columns the resize reads: libjpeg's upsampler
+ * replicates the edge samples of a cropped region, so only columns well inside it equal a full decode's.
+ */
+constexpr int kCropMargin = 16;
+
 Decode decodeJpeg(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGray) {
   std::unique_ptr<void, int (*)(tjhandle)> tj(tjInitDecompress(), tjDestroy);
   if (!tj) return decline("turbojpeg init failed");
@@ -408,6 +493,19 @@ Decode decodeJpeg(const uint8_t* b, size_t n, const ImageSpec& spec, bool wantGr
   p.height = h;
   p.channels = grayJpeg ? 1 : 3;
   p.data = takeScratch(tPixelScratch, static_cast<size_t>(w) * h * p.channels);
+  // Only the columns the centre crop's resize reads (≈ 60 % of a 3:2 photo's at 256/224): the IDCT, upsampling and
+  // colour conversion of the others are skipped (bench/NOTES.md §38). Not for a rotated image (its columns are
+  // the source's rows), a reduced-scale decode, or a colour JPEG turned grey (that conversion reads every pixel).
+  if (d.orientation == 1 && !spec.fastDecode && (grayJpeg || !wantGray) && spec.cropSize > 0) {
+    auto [first, end] = neededColumns(w, h, spec);
+    first = std::max(0, first - kCropMargin);
+    end = std::min(w, end + kCropMargin);
+    if (end - first < w * 9 / 10) {
+      std::string why;
+      if (!decodeJpegColumns(b, n, grayJpeg, w, first, end, p.data.data(), why)) return decline("JPEG decode: " + why);
+      return d;
+    }
+  }
   // ISLOW IDCT and fancy upsampling (turbojpeg's defaults) are what libvips and PIL decode with; a warning
   // (truncated data, corrupt segments) stops the decode so the general path reports it exactly as today.
   if (tjDecompress2(tj.get(), b, static_cast<unsigned long>(n), p.data.data(), w, 0, h, grayJpeg ? TJPF_GRAY : TJPF_RGB,

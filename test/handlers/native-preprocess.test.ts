@@ -104,3 +104,20 @@ test('bad arguments reject with E_ARGUMENT', async (t) => {
   await t.throwsAsync(preprocessNative(bytes, { ...nativeSpec(IMAGENET), channels: 2 as 3 }), { code: 'E_ARGUMENT', message: /channels must be 1 or 3/ } as never);
   await t.throwsAsync(preprocessNative(bytes, { ...nativeSpec(IMAGENET), mean: [0.5] }), { code: 'E_ARGUMENT', message: /one value per channel/ } as never);
 });
+
+// The centre crop's JPEG decode reads only the columns the resize needs (jpeg_crop_scanline; bench/NOTES.md §38), so
+// sample.jpg at 256/224 goes that way: damage anywhere in the file, inside the kept columns or not, is still seen.
+test('a JPEG decoded for its kept columns only still declines truncated or corrupt data, with libjpeg\'s message', async (t) => {
+  const jpeg = readFileSync(join(fixtures, 'models', 'sample.jpg'));
+  const spec = nativeSpec(IMAGENET);
+  for (const keep of [0.3, 0.7, 0.999]) {
+    const native = await preprocessNative(jpeg.subarray(0, Math.floor(jpeg.length * keep)), spec);
+    t.deepEqual(native, { declined: 'JPEG decode: Premature end of JPEG file' }, `first ${keep * 100} % of the file`);
+  }
+  const damaged = Buffer.from(jpeg);
+  for (let i = 5000; i < 5100; i++) damaged[i] ^= 0x5a;
+  t.deepEqual(await preprocessNative(damaged, spec), { declined: 'JPEG decode: Corrupt JPEG data: premature end of data segment' });
+  // The same file whole is handled, bit for bit as the JS path (the loop above covers every config).
+  const whole = await preprocessNative(jpeg, spec);
+  t.true('data' in whole);
+});
