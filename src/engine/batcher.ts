@@ -79,6 +79,11 @@ export function stuckGraceMs(settings: ModelSettings): number {
 
 /** The window of recentLoad(). */
 const LOAD_WINDOW_MS = 1000;
+/**
+ * The longest a free worker waits for its fair share of requests that have not arrived (the next request of a
+ * client just answered is a decode away: ≈ 4 ms for a ResNet-18 JPEG on 2 cores, bench/NOTES.md §34).
+ */
+const SHARE_WAIT_MAX_MS = 10;
 
 export interface BatcherOptions {
   model: Model;
@@ -304,21 +309,22 @@ export class DynamicBatcher implements Batcher {
       const cap = othersBusy ? Math.min(batchSize, Math.max(1, Math.ceil(load / this.workers))) : batchSize;
       const picked = this.pick(head, cap);
       const rows = picked.reduce((n, j) => n + j.rows, 0);
-      // A partial batch waits (at most maxBatchDelay) only while another worker is busy: at low load an idle
-      // device starts at once (no idle delay). It waits for requests the server already holds and is decoding
-      // (announced with expect(), counted from its oldest request's arrival) and, when the recent load gives each
-      // worker a batch of more than one, for its share that is not here yet (counted from when it started waiting:
-      // that is the next request of the client just answered, a decode away).
+      // A partial batch waits only while another worker is busy: at low load an idle device starts at once (no
+      // idle delay). It waits for requests the server already holds and is decoding (announced with expect(); at
+      // most maxBatchDelay from its oldest request's arrival) and, when the recent load gives each worker a batch
+      // of more than one, for its share that is not here yet (at most SHARE_WAIT_MAX_MS from when it began
+      // waiting: that is the next request of the client just answered, a decode away).
       if (othersBusy && maxBatchDelay > 0 && rows < cap) {
         const share = Math.min(batchSize, Math.floor(load / this.workers));
-        const lingering = rows < share;
-        if (this.incoming > 0 || lingering) {
-          const since = lingering ? Math.max(head.enqueuedAt, (this.waitingSince ??= performance.now())) : head.enqueuedAt;
-          const wait = since + maxBatchDelay - performance.now();
-          if (wait > 0) {
-            this.armDelay(wait);
-            return;
-          }
+        const now = performance.now();
+        const untilAnnounced = this.incoming > 0 ? head.enqueuedAt + maxBatchDelay : -Infinity;
+        // Requests not here yet are waited for SHARE_WAIT_MAX_MS at most, whatever maxBatchDelay says (TorchServe's
+        // default is 100 ms): the recent load may be a burst that is over.
+        const untilShare = rows < share ? (this.waitingSince ??= now) + Math.min(maxBatchDelay, SHARE_WAIT_MAX_MS) : -Infinity;
+        const wait = Math.max(untilAnnounced, untilShare) - now;
+        if (wait > 0) {
+          this.armDelay(wait);
+          return;
         }
       }
       const taken = new Set(picked);

@@ -274,18 +274,20 @@ test('with another worker busy, a free worker takes its fair share of the load a
   t.deepEqual(values(await long), [800]);
 });
 
-test('a free worker waiting for its share starts with what it has after maxBatchDelay', async (t) => {
-  const batcher = await twoBusyWorkers(t, 30);
-  const arrivals = [batcher.expect(), batcher.expect(), batcher.expect()];
-  const before = batcher.nativeCalls;
-  const long = batcher.infer([col(3000)]);
-  let longDone = false;
-  void long.then(() => (longDone = true));
-  const pair = [batcher.infer([col(1)], { arrival: arrivals[0] }), batcher.infer([col(2)], { arrival: arrivals[1] })];
-  const q3 = batcher.infer([col(3)], { arrival: arrivals[2] });
-  await Promise.all(pair);
-  t.deepEqual(values(await q3), [6]);
-  t.false(longDone, 'q3 ran alone after the delay, not after the busy worker');
-  t.is(batcher.nativeCalls - before, 3);
-  await long;
-});
+for (const maxBatchDelay of [5, 60_000]) {
+  test(`a free worker waiting for its share starts with what it has after min(maxBatchDelay, 10 ms): maxBatchDelay ${maxBatchDelay}`, async (t) => {
+    const batcher = await twoBusyWorkers(t, maxBatchDelay);
+    const arrivals = [batcher.expect(), batcher.expect(), batcher.expect()];
+    const before = batcher.nativeCalls;
+    const long = batcher.infer([col(3000)]);
+    let longDone = false;
+    void long.then(() => (longDone = true));
+    const pair = [batcher.infer([col(1)], { arrival: arrivals[0] }), batcher.infer([col(2)], { arrival: arrivals[1] })];
+    const q3 = batcher.infer([col(3)], { arrival: arrivals[2] });
+    await Promise.all(pair);
+    t.deepEqual(values(await q3), [6]);
+    t.false(longDone, 'q3 ran alone after the wait, not after the busy worker');
+    t.is(batcher.nativeCalls - before, 3);
+    await long;
+  });
+}
