@@ -12,7 +12,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { load, send } from './lib/http-load.js';
-import { ROOT, sample, scrape, serverSplit, startTorchd, writeModelFolder, type Scrape } from './lib/servers.js';
+import { ROOT, parseVariants, sample, scrape, serverSplit, startTorchd, writeModelFolder, type Scrape } from './lib/servers.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -24,11 +24,7 @@ const { values: flags } = parseArgs({
     image: { type: 'string', default: path.join(ROOT, 'test', 'fixtures', 'models', 'sample.jpg') },
   },
 });
-const variants = (flags.variant!.length ? flags.variant! : ['base:']).map((v) => {
-  const i = v.indexOf(':');
-  const env = (i < 0 ? '' : v.slice(i + 1)).split(' ').filter(Boolean).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]);
-  return { name: i < 0 ? v : v.slice(0, i), env: Object.fromEntries(env) as Record<string, string> };
-});
+const variants = parseVariants(flags.variant!);
 const cores = os.availableParallelism();
 const store = path.join(ROOT, 'bench', '.work', 'load-probe', 'store');
 rmSync(store, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 
 import { measureCeiling } from './lib/ceiling.js';
 import { probe } from './lib/http-load.js';
-import { ROOT, freePort, startTorchd, writeModelFolder } from './lib/servers.js';
+import { ROOT, freePort, parseVariants, startTorchd, writeModelFolder } from './lib/servers.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -21,11 +21,7 @@ const { values: flags } = parseArgs({
     variant: { type: 'string', multiple: true, default: [] },
   },
 });
-const variants = (flags.variant!.length ? flags.variant! : ['base:']).map((v) => {
-  const i = v.indexOf(':');
-  const env = (i < 0 ? '' : v.slice(i + 1)).split(' ').filter(Boolean).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]);
-  return { name: i < 0 ? v : v.slice(0, i), env: Object.fromEntries(env) as Record<string, string> };
-});
+const variants = parseVariants(flags.variant!);
 const FIX = path.join(ROOT, 'test', 'fixtures', 'models');
 const store = path.join(ROOT, 'bench', '.work', 'overhead-probe', 'store');
 rmSync(store, { recursive: true, force: true });

@@ -113,6 +113,21 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
+/** A server variant of the probes' `--variant 'NAME:VAR=VALUE VAR2=VALUE2'`: its name and the environment it adds. */
+export interface Variant {
+  name: string;
+  env: Record<string, string>;
+}
+
+/** The probes' --variant flags (none: one variant `base` with no variables). */
+export function parseVariants(flags: string[]): Variant[] {
+  return (flags.length ? flags : ['base:']).map((v) => {
+    const i = v.indexOf(':');
+    const env = (i < 0 ? '' : v.slice(i + 1)).split(' ').filter(Boolean).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]);
+    return { name: i < 0 ? v : v.slice(0, i), env: Object.fromEntries(env) as Record<string, string> };
+  });
+}
+
 /** Starts torchd on free loopback ports with `models` (names of folders in `store`). */
 /** `env`: variables added to this process's environment for the child (TS_<KEY> config keys, NODE_OPTIONS...). */
 export async function startTorchd(store: string, models: string[], options: { threads?: number; env?: Record<string, string> } = {}): Promise<Running> {

@@ -257,15 +257,17 @@ Geometry geometry(int w, int h, const ImageSpec& spec) {
  * horizontal coefficients' support of the kept output columns. [0, w) when everything is read.
  */
 std::pair<int, int> neededColumns(int w, int h, const ImageSpec& spec) {
-  const Geometry g = geometry(w, h, spec);
-  const int x0 = std::max(g.left, 0), x1 = std::min(g.left + g.cropW, g.resizeW);
-  if (x1 <= x0) return {0, w};
-  if (g.resizeW == w) return {x0, x1};
-  const Coefficients hc = coefficients(w, g.resizeW);
+  Pixels dims;  // the plan needs only the size
+  dims.width = w;
+  dims.height = h;
+  dims.channels = 1;
+  const ResizePlan p = planResize(dims, geometry(w, h, spec));
+  if (p.empty()) return {0, w};
+  if (!p.needH) return {p.x0, p.x1};
   int first = w, end = 0;
-  for (int x = x0; x < x1; ++x) {
-    first = std::min(first, hc.start[x]);
-    end = std::max(end, hc.start[x] + hc.count[x]);
+  for (int x = p.x0; x < p.x1; ++x) {
+    first = std::min(first, p.hc.start[x]);
+    end = std::max(end, p.hc.start[x] + p.hc.count[x]);
   }
   return {first, end};
 }
