@@ -250,6 +250,7 @@ interface Addon {
   /** _exit(code): ends the process without atexit handlers or static destructors. */
   exitNow(code: number): never;
   preprocessImage(bytes: Uint8Array, spec: ImageSpec): Promise<NativeImage>;
+  preprocessImageSync(bytes: Uint8Array, spec: ImageSpec): NativeImage;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -465,6 +466,20 @@ class LoadedModel implements Model {
 
   async dispose(): Promise<void> {
     await this.raw.dispose();
+  }
+}
+
+/**
+ * preprocessImage on the calling thread, without the thread hop: only for images the caller has bounded to a few µs
+ * of work (src/handlers/image.ts sends PNGs of at most 128 × 128 pixels and 64 KB). Throws what preprocessImage
+ * rejects with.
+ */
+export function preprocessImageSync(bytes: Uint8Array, spec: ImageSpec): NativeImage {
+  try {
+    return loadAddon().preprocessImageSync(bytes, spec);
+  } catch (error) {
+    // A synchronous throw already carries the caller's frames.
+    rethrow(error, error as Error);
   }
 }
 

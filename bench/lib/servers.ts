@@ -130,13 +130,13 @@ export function parseVariants(flags: string[]): Variant[] {
 
 /** Starts torchd on free loopback ports with `models` (names of folders in `store`). */
 /** `env`: variables added to this process's environment for the child (TS_<KEY> config keys, NODE_OPTIONS...). */
-export async function startTorchd(store: string, models: string[], options: { threads?: number; env?: Record<string, string> } = {}): Promise<Running> {
+export async function startTorchd(store: string, models: string[], options: { threads?: number; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<Running> {
   const [inf, mgmt, met, grpc] = [await freePort(), await freePort(), await freePort(), await freePort()];
   // config.properties carries what has no CLI flag (LibTorch intra-op threads per worker, gRPC ports).
   const configFile = path.join(store, '..', 'config.properties');
   writeFileSync(configFile, `intra_op_threads=${options.threads ?? 0}\ngrpc_inference_port=${grpc}\ngrpc_management_port=0\n`);
   const args = [
-    path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', models.map((m) => `${m}=${m}`).join(','),
+    ...(options.nodeArgs ?? []), path.join(ROOT, 'bin', 'torchd.js'), 'start', '--model-store', store, '--models', models.map((m) => `${m}=${m}`).join(','),
     '--inference-address', `http://127.0.0.1:${inf}`, '--management-address', `http://127.0.0.1:${mgmt}`,
     '--metrics-address', `http://127.0.0.1:${met}`, '--log-level', 'warn', '--ts-config', configFile,
   ];

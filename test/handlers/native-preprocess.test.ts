@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 
 import { imageToTensor, nativeSpec } from '../../src/handlers/image.js';
-import { preprocessImage as preprocessJs, type ImageConfig } from '../../src/handlers/image-preprocess.js';
-import { preprocessImage as preprocessNative } from '../../src/native.js';
+import { isSmallPng, preprocessImage as preprocessJs, type ImageConfig } from '../../src/handlers/image-preprocess.js';
+import { preprocessImage as preprocessNative, preprocessImageSync } from '../../src/native.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 const imagesDir = join(fixtures, 'images');
@@ -120,4 +120,51 @@ test('a JPEG decoded for its kept columns only still declines truncated or corru
   // The same file whole is handled, bit for bit as the JS path (the loop above covers every config).
   const whole = await preprocessNative(jpeg, spec);
   t.true('data' in whole);
+});
+
+// Small PNGs (MNIST digits) are preprocessed on the calling thread by the same C++ (bench/NOTES.md §39): the same
+// result or the same decline as on the image threads, for every image and config, and the same argument errors.
+test('preprocessImageSync = preprocessImage on every fixture image and config', async (t) => {
+  for (const [label, config] of CONFIGS) {
+    for (const [name, bytes] of IMAGES) {
+      const spec = nativeSpec(config);
+      const threaded = await preprocessNative(bytes, spec);
+      const inline = preprocessImageSync(bytes, spec);
+      if ('declined' in threaded) {
+        t.deepEqual(inline, threaded, `${label}, ${name}`);
+      } else {
+        t.true('data' in inline, `${label}, ${name}`);
+        if ('data' in inline) {
+          t.deepEqual(inline.shape, threaded.shape, `${label}, ${name}`);
+          t.true(bits(inline.data).equals(bits(threaded.data)), `${label}, ${name}: tensors differ`);
+        }
+      }
+    }
+  }
+  const bytes = readFileSync(join(imagesDir, 'png_gray.png'));
+  t.throws(() => preprocessImageSync('x' as unknown as Uint8Array, nativeSpec(IMAGENET)), { code: 'E_ARGUMENT', instanceOf: TypeError, message: 'bytes must be a Uint8Array (or Buffer)' } as never);
+  t.throws(() => preprocessImageSync(bytes, { ...nativeSpec(IMAGENET), channels: 2 as 3 }), { code: 'E_ARGUMENT', instanceOf: RangeError, message: 'spec.channels must be 1 or 3' } as never);
+});
+
+test('only small PNGs take the inline path; a small corrupt PNG is still the JS path\'s 400', async (t) => {
+  const mnist: ImageConfig = { channels: 1, image_size: null, crop_size: null, mean: [0.1307], std: [0.3081] };
+  const digit = readFileSync(join(fixtures, 'models', 'images', '0.png'));
+  t.true(isSmallPng(digit, mnist));
+  t.false(isSmallPng(digit, { ...mnist, image_size: 224 }), 'resize target above 128');
+  t.false(isSmallPng(readFileSync(join(fixtures, 'models', 'sample.png')), IMAGENET), '640 × 427 source');
+  t.false(isSmallPng(Buffer.concat([digit, Buffer.alloc(64 * 1024)]), mnist), 'file above 64 KB');
+  t.false(isSmallPng(readFileSync(join(imagesDir, 'jpeg_420.jpg')), mnist), 'not a PNG');
+  // Through imageToTensor: the digit bit for bit as the JS path, a truncated digit the JS path's own 400.
+  const js = await preprocessJs(digit, mnist, false);
+  const served = await imageToTensor(digit, mnist);
+  t.true(bits(served.data as Float32Array).equals(bits(js.data as Float32Array)));
+  const truncated = digit.subarray(0, digit.length - 20);
+  t.true(isSmallPng(truncated, mnist));
+  t.regex((preprocessImageSync(truncated, nativeSpec(mnist)) as { declined: string }).declined, /PNG/);
+  const expected = await preprocessJs(truncated, mnist, false).then(() => undefined, (e: Error) => e);
+  t.truthy(expected, 'the JS path refuses the truncated digit');
+  const error = await t.throwsAsync(imageToTensor(truncated, mnist));
+  t.is(error?.constructor, expected!.constructor);
+  t.is(error?.message, expected!.message);
+  t.is((error as { status?: number }).status, 400);
 });
