@@ -3,7 +3,8 @@
 import test from 'ava';
 import { BadRequestError } from '../../src/errors.js';
 import type { Tensor } from '../../src/native.js';
-import { batchRows, compatibilityKey, concatRows, splitRows, validateArgs } from '../../src/engine/tensors.js';
+import { batchRows, compatibilityKey, concatRows, firstNonFinite, splitRows, validateArgs } from '../../src/engine/tensors.js';
+import { toBfloat16, toHalf } from '../../src/float16.js';
 
 const t = (data: number[], shape: number[]): Tensor => ({ data: Float32Array.from(data), shape, dtype: 'float32' });
 
@@ -70,3 +71,35 @@ for (const [title, args, message] of badArgs) {
     tt.is(err?.status, 400);
   });
 }
+
+test('firstNonFinite finds the first NaN or ±Inf of every float dtype, at any position, from the raw bits', (tt) => {
+  const n = 37;
+  const make: Record<string, (v: number[]) => Tensor> = {
+    float32: (v) => ({ data: Float32Array.from(v), shape: [v.length], dtype: 'float32' }),
+    float64: (v) => ({ data: Float64Array.from(v), shape: [v.length], dtype: 'float64' }),
+    float16: (v) => ({ data: Uint16Array.from(v, toHalf), shape: [v.length], dtype: 'float16' }),
+    bfloat16: (v) => ({ data: Uint16Array.from(v, toBfloat16), shape: [v.length], dtype: 'bfloat16' }),
+  };
+  for (const [dtype, of] of Object.entries(make)) {
+    const finite = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? -i : i * 0.5));
+    tt.is(firstNonFinite(of(finite)), -1, `${dtype}: all finite`);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const at of [0, 1, 18, n - 1]) {
+        const v = finite.slice();
+        v[at] = bad;
+        if (at + 5 < n) v[at + 5] = NaN; // a later one never hides the first
+        tt.is(firstNonFinite(of(v)), at, `${dtype}: ${bad} at ${at}`);
+      }
+    }
+  }
+  // Finite extremes whose exponent bits are nearly all set, denormals and −0 are finite.
+  tt.is(firstNonFinite(make.float32([3.4028234663852886e38, -3.4028234663852886e38, 1e-45, -0])), -1);
+  tt.is(firstNonFinite(make.float64([Number.MAX_VALUE, -Number.MAX_VALUE, Number.MIN_VALUE, -0])), -1);
+  tt.is(firstNonFinite(make.float16([65504, -65504, 6e-8, -0])), -1);
+  tt.is(firstNonFinite(make.bfloat16([3.3895313892515355e38, -3.3895313892515355e38, 1e-40, -0])), -1);
+  // A float64 view at an offset into a larger buffer: the index is in elements of the view.
+  const backing = new Float64Array([NaN, 1, 2, Infinity]);
+  tt.is(firstNonFinite({ data: backing.subarray(1), shape: [3], dtype: 'float64' }), 2);
+  // Integer dtypes have no non-finite values.
+  tt.is(firstNonFinite({ data: Int32Array.from([0x7f800000, -1]), shape: [2], dtype: 'int32' }), -1);
+});

@@ -39,6 +39,20 @@ test('raw little-endian bytes with ?shape=&dtype=', (t) => {
   t.deepEqual(Array.from(i32.data as Int32Array), [7, 8]);
 });
 
+test('raw bytes: an aligned body is viewed in place, an unaligned one is copied into an aligned buffer', (t) => {
+  const aligned = Buffer.from(new Float64Array([0.25, -8]).buffer);
+  const view = bytesToTensor(aligned, '2', 'float64');
+  t.is(view.data.buffer, aligned.buffer);
+  t.deepEqual(Array.from(view.data as Float64Array), [0.25, -8]);
+  // The same 16 bytes at offset 3 of a larger allocation: not a multiple of 8, so copied (a Float64Array there throws).
+  const backing = Buffer.alloc(19);
+  aligned.copy(backing, 3);
+  const odd = bytesToTensor(backing.subarray(3), '2', 'float64');
+  t.not(odd.data.buffer, backing.buffer);
+  t.is(odd.data.byteOffset, 0);
+  t.deepEqual(Array.from(odd.data as Float64Array), [0.25, -8]);
+});
+
 const badTensors: [string, () => unknown, string][] = [
   ['ragged nested array', () => jsonToTensor([[1, 2], [3]]), 'Ragged nested array at [1]: expected a list of 2, found a list of 1'],
   ['shape/data mismatch', () => jsonToTensor({ data: [1, 2, 3], shape: [2, 2] }), 'Tensor data has 3 elements but shape [2, 2] needs 4'],
