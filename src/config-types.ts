@@ -24,6 +24,8 @@ export interface ServerConfig {
   keyFile: string;
   /** LibTorch intra-op threads per worker (0 = derive from cores) */
   intraOpThreads: number;
+  /** worker_spin_us: µs a worker thread polls for the next call after one before it sleeps (0 = sleep at once) */
+  workerSpinUs: number;
   /** heap_growing_percent: V8's heap growing factor after a full GC, as 1 + this/100 (0 = V8's dynamic factor) */
   heapGrowingPercent: number;
   /** seconds to keep serving after readiness goes false on SIGTERM (a Kubernetes preStop sleep) */

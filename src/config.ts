@@ -68,6 +68,8 @@ const DEFAULTS = {
   allowed_urls: '',
   enable_token_auth: 'false',
   intra_op_threads: '0',
+  // After a call, a worker thread polls for the next one this long before it sleeps (bench/NOTES.md §41).
+  worker_spin_us: '2000',
   // V8 grows its heap limit by (1 + this/100) after a full GC (0: V8's own dynamic factor); see src/v8-heap.ts.
   heap_growing_percent: '300',
   drain_delay: '0',
@@ -219,6 +221,7 @@ const USED_KEYS = {
   disable_token_authorization: bool,
   key_file: z.string().min(1),
   intra_op_threads: integer(0, 'threads'),
+  worker_spin_us: integer(0, 'microseconds').pipe(z.number().max(1000000, 'expected a whole number of microseconds from 0 to 1000000')),
   heap_growing_percent: integer(0, 'percent').pipe(z.number().max(1000, 'expected a whole number of percent from 0 to 1000')),
   model_snapshot: modelSnapshotJson,
   // torchd reads TS_<KEY> unless the file turns this off explicitly (TorchServe: off unless true).
@@ -380,6 +383,7 @@ export function resolveConfig(options: ResolveOptions = {}): ServerConfig {
     enableTokenAuth: tokenAuth,
     keyFile: resolve(cwd, (settled.key_file as string | undefined) ?? join(cwd, 'key_file.json')),
     intraOpThreads: settled.intra_op_threads as number,
+    workerSpinUs: settled.worker_spin_us as number,
     heapGrowingPercent: settled.heap_growing_percent as number,
     drainDelay,
     shutdownTimeout,

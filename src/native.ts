@@ -50,6 +50,11 @@ export interface LoadOptions {
   threads?: number;
   /** Executor threads (CPU) or CUDA streams (GPU) sharing this one module (default 1). */
   workers?: number;
+  /**
+   * Microseconds an executor thread keeps polling for the next call after finishing one, yielding to
+   * anything runnable, before it sleeps (default 0; the server passes `worker_spin_us`).
+   */
+  spinMicros?: number;
   /** Autocast precision on CUDA (default 'fp32'). */
   precision?: 'fp32' | 'fp16' | 'bf16';
   /**
@@ -134,6 +139,8 @@ export interface Model {
   readonly threads: number;
   /** Executor threads started and not yet joined (retired threads are joined on the next resize or call). */
   readonly executorThreads: number;
+  /** Calls an executor thread took while still polling after its previous one (test hook for `spinMicros`). */
+  readonly spinPickups: number;
   /** Resize the executor (threads/streams) over the same module; never copies weights. */
   setWorkers(n: number): void;
   forward(inputs: Tensor[], options?: CallOptions): Promise<OutputTree>;
@@ -422,6 +429,7 @@ class LoadedModel implements Model {
   }
   get threads(): number { return this.raw.threads; }
   get executorThreads(): number { return this.raw.executorThreads; }
+  get spinPickups(): number { return this.raw.spinPickups; }
 
   setWorkers(n: number): void {
     try {

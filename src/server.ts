@@ -102,6 +102,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const metrics = createMetrics();
   const registry = createRegistry({
     metrics, logger, defaults: defaultSettings(config), threads: config.intraOpThreads || undefined, maxWorkersPerModel: config.maxWorkersPerModel,
+    spinMicros: config.workerSpinUs,
   });
   metrics.attach(registry);
   const store = createModelStore(config.modelStore);

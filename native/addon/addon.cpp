@@ -202,6 +202,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                            InstanceAccessor<&ModelWrap::Optimization>("optimization"),
                            InstanceAccessor<&ModelWrap::Threads>("threads"),
                            InstanceAccessor<&ModelWrap::ExecutorThreads>("executorThreads"),
+                           InstanceAccessor<&ModelWrap::SpinPickups>("spinPickups"),
                            InstanceMethod<&ModelWrap::ProbeThreads>("probeThreads"),
                        });
   }
@@ -439,6 +440,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ExecutorThreads(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), serving_ ? serving_->executorThreads() : 0);
   }
+  Napi::Value SpinPickups(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), serving_ ? static_cast<double>(serving_->spinPickups()) : 0);
+  }
 
   // Test hook: the intra-op thread count LibTorch reports on an executor thread of this model,
   // after the model applied its own count there (as every forward does).
@@ -586,6 +590,7 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
   LoadOptions options;
   std::string path;
   int workers = 1;
+  int spinMicros = 0;
   try {
     if (!info[0].IsString()) throw EngineError(ErrorCode::Argument, "path must be a string", ErrorKind::TypeError);
     path = info[0].As<Napi::String>().Utf8Value();
@@ -601,6 +606,15 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
       if (!threads.IsUndefined()) options.threads = readPositiveInt(threads, "options.threads");
       Napi::Value w = opts.Get("workers");
       if (!w.IsUndefined()) workers = readPositiveInt(w, "options.workers");
+      Napi::Value spin = opts.Get("spinMicros");
+      if (!spin.IsUndefined()) {
+        if (!spin.IsNumber()) throw EngineError(ErrorCode::Argument, "options.spinMicros must be a number", ErrorKind::TypeError);
+        double d = spin.As<Napi::Number>().DoubleValue();
+        if (!(d >= 0) || d > 1000000 || d != static_cast<double>(static_cast<int>(d))) {
+          throw EngineError(ErrorCode::Argument, "options.spinMicros must be an integer in [0, 1000000]", ErrorKind::RangeError);
+        }
+        spinMicros = static_cast<int>(d);
+      }
       Napi::Value optimize = opts.Get("optimize");
       if (!optimize.IsUndefined()) {
         if (!optimize.IsBoolean()) throw EngineError(ErrorCode::Argument, "options.optimize must be a boolean", ErrorKind::TypeError);
@@ -622,8 +636,8 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
   if (!data->loader) data->loader = std::make_unique<Executor>(1, prepareTorchThread);
   auto call = std::make_unique<Call>(env);
   auto loaded = std::make_shared<std::shared_ptr<ServingModel>>();
-  call->execute = [path, options, workers, loaded] {
-    *loaded = std::make_shared<ServingModel>(Model::load(path, options), workers);
+  call->execute = [path, options, workers, spinMicros, loaded] {
+    *loaded = std::make_shared<ServingModel>(Model::load(path, options), workers, spinMicros);
   };
   call->finish = [loaded](Napi::Env env) -> Napi::Value {
     auto* data = env.GetInstanceData<AddonData>();

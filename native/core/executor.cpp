@@ -1,5 +1,6 @@
 #include "executor.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,8 +25,8 @@ std::set<Executor*>& registry() {
 }
 }  // namespace
 
-Executor::Executor(int workers, std::function<void()> onThreadStart)
-    : onThreadStart_(std::move(onThreadStart)) {
+Executor::Executor(int workers, std::function<void()> onThreadStart, int spinMicros)
+    : onThreadStart_(std::move(onThreadStart)), spinMicros_(std::max(0, spinMicros)) {
   {
     std::lock_guard<std::mutex> lock(registryMutex());
     registry().insert(this);
@@ -124,6 +125,7 @@ void Executor::submit(Job job) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) return;
     queue_.push_back(std::move(job));
+    queued_.fetch_add(1, std::memory_order_relaxed);
     retired = takeRetiredLocked();
   }
   wake_.notify_one();
@@ -133,7 +135,21 @@ void Executor::submit(Job job) {
 void Executor::run(int lane) {
   if (onThreadStart_) onThreadStart_();
   std::unique_lock<std::mutex> lock(mutex_);
+  bool shortJob = false;
   for (;;) {
+    if (shortJob && queue_.empty() && !stopping_) {
+      // Poll only right after a job that took less than the poll (a thread idle since start-up or its
+      // last poll sleeps; so does one after a long forward, where a wake-up is noise and the poll's CPU
+      // would be taken from the image threads: bench/NOTES.md §41). sched_yield lets any runnable thread
+      // on this CPU go first. stopping_ is read under the lock below; the poll is bounded anyway.
+      lock.unlock();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
+      bool found = false;
+      while (!(found = queued_.load(std::memory_order_relaxed) > 0) && std::chrono::steady_clock::now() < until) sched_yield();
+      lock.lock();
+      if (found && !queue_.empty()) spinPickups_.fetch_add(1, std::memory_order_relaxed);
+    }
+    shortJob = false;
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || live_ > target_; });
     if (live_ > target_ && !stopping_) {
       // Retire: hand the lane back so a later grow can reuse it (and its CUDA stream), and leave
@@ -149,9 +165,12 @@ void Executor::run(int lane) {
     }
     Job job = std::move(queue_.front());
     queue_.pop_front();
+    queued_.fetch_sub(1, std::memory_order_relaxed);
     ++running_;
     lock.unlock();
+    const auto started = std::chrono::steady_clock::now();
     job(lane);
+    shortJob = spinMicros_ > 0 && std::chrono::steady_clock::now() - started < std::chrono::microseconds(spinMicros_);
     lock.lock();
     --running_;
     idle_.notify_all();
@@ -161,6 +180,7 @@ void Executor::run(int lane) {
 bool Executor::quiesce(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
   queue_.clear();
+  queued_.store(0, std::memory_order_relaxed);
   stopping_ = true;
   wake_.notify_all();
   return idle_.wait_for(lock, timeout, [&] { return running_ == 0; });
@@ -170,7 +190,10 @@ void Executor::shutdown(bool dropQueued) {
   std::list<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (dropQueued) queue_.clear();
+    if (dropQueued) {
+      queue_.clear();
+      queued_.store(0, std::memory_order_relaxed);
+    }
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
     threads.swap(threads_);

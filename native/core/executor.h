@@ -2,6 +2,7 @@
 // Jobs run FIFO; each job learns its lane (a small, stable worker index used to pick a CUDA
 // stream), and no two running jobs share a lane.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -17,8 +18,14 @@ class Executor {
  public:
   using Job = std::function<void(int lane)>;
 
-  /** Starts `workers` (>= 1) threads; `onThreadStart` runs first on each new thread. */
-  explicit Executor(int workers, std::function<void()> onThreadStart = {});
+  /**
+   * Starts `workers` (>= 1) threads; `onThreadStart` runs first on each new thread. A thread that has
+   * just finished a job shorter than `spinMicros` polls the queue for up to `spinMicros` (yielding the
+   * CPU to anything runnable) before it sleeps on the condition variable: on a VM, waking a thread whose
+   * vCPU has halted costs tens of µs and a cold cache, more than a small model's whole forward
+   * (bench/NOTES.md §35, §41).
+   */
+  explicit Executor(int workers, std::function<void()> onThreadStart = {}, int spinMicros = 0);
   /** Runs what is queued, then joins every thread. */
   ~Executor();
   Executor(const Executor&) = delete;
@@ -36,6 +43,8 @@ class Executor {
   int threadCount() const;
   /** Jobs running now. */
   int running() const;
+  /** Jobs a thread took while polling after its previous job, without sleeping in between (a test hook). */
+  long spinPickups() const { return spinPickups_.load(std::memory_order_relaxed); }
   /** Finishes queued jobs (or drops them) and joins all threads; later submits are dropped. Idempotent. */
   void shutdown(bool dropQueued = false);
   /**
@@ -72,6 +81,9 @@ class Executor {
   int live_ = 0;
   int running_ = 0;
   bool stopping_ = false;
+  std::atomic<int> queued_{0};  // queue_.size(), readable without the lock by a polling thread
+  std::atomic<long> spinPickups_{0};
+  const int spinMicros_;
 };
 
 }  // namespace torchd

@@ -39,7 +39,7 @@ void checkWorkers(int workers) {
 }
 }  // namespace
 
-ServingModel::ServingModel(std::shared_ptr<Model> model, int workers)
+ServingModel::ServingModel(std::shared_ptr<Model> model, int workers, int spinMicros)
     : model_(std::move(model)), streams_(std::make_shared<Streams>()) {
   checkWorkers(workers);
 #ifdef TORCHD_WITH_CUDA
@@ -52,7 +52,7 @@ ServingModel::ServingModel(std::shared_ptr<Model> model, int workers)
   executor_ = std::make_unique<Executor>(workers, [weak] {
     prepareTorchThread();
     if (auto m = weak.lock()) m->prepareCallingThread();
-  });
+  }, spinMicros);
 }
 
 ServingModel::~ServingModel() { shutdown(); }
@@ -108,6 +108,7 @@ void ServingModel::setWorkers(int workers) {
 
 int ServingModel::workers() const { return executor_->size(); }
 int ServingModel::executorThreads() const { return executor_->threadCount(); }
+long ServingModel::spinPickups() const { return executor_->spinPickups(); }
 int ServingModel::threads() const { return model_->threads(); }
 
 bool ServingModel::quiesce(std::chrono::milliseconds timeout) { return executor_->quiesce(timeout); }

@@ -29,7 +29,8 @@ class ServingModel {
   using Done = std::function<void(std::optional<EngineError> error)>;
 
   /** Serves `model` on `workers` (1..4096) executor threads. Throws EngineError E_ARGUMENT. */
-  ServingModel(std::shared_ptr<Model> model, int workers);
+  /** `spinMicros`: how long an executor thread polls for the next job after one (Executor). */
+  ServingModel(std::shared_ptr<Model> model, int workers, int spinMicros = 0);
   /** Runs what is queued, then joins the executor threads. */
   ~ServingModel();
   ServingModel(const ServingModel&) = delete;
@@ -58,6 +59,8 @@ class ServingModel {
   int workers() const;
   /** Executor threads started and not yet joined (live plus retired-but-unjoined). */
   int executorThreads() const;
+  /** Jobs an executor thread took while still polling after its previous one (Executor::spinPickups). */
+  long spinPickups() const;
   /** The intra-op thread count this instance's executor threads run with. */
   int threads() const;
 

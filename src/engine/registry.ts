@@ -30,6 +30,8 @@ export interface RegistryOptions {
   threads?: number;
   /** `max_workers_per_model`: a register or scale asking for more workers is a 400 (default 64). */
   maxWorkersPerModel?: number;
+  /** `worker_spin_us`: how long a worker thread polls for the next call after one (LoadOptions.spinMicros; default 0). */
+  spinMicros?: number;
 }
 
 export const DEFAULT_MAX_WORKERS_PER_MODEL = 64;
@@ -81,6 +83,11 @@ export class LoadedModelVersion implements ModelVersion {
   /** Executor threads (or CUDA streams) the native module runs now (≥ 1 even when `workers` is 0). */
   get executorThreads(): number {
     return this.#model.workers;
+  }
+
+  /** Calls an executor thread took while still polling after its previous one (worker_spin_us; a test hook). */
+  get spinPickups(): number {
+    return this.#model.spinPickups;
   }
 
   get optimization(): OptimizationState {
@@ -302,6 +309,7 @@ export function createRegistry(options: RegistryOptions): ModelRegistry {
           device: settings.device,
           workers: Math.max(1, workers),
           threads,
+          spinMicros: options.spinMicros ?? 0,
           precision: settings.precision,
           optimize: settings.optimize ?? true,
         });

@@ -55,6 +55,16 @@ test('defaults follow the spec', (t) => {
   t.is(c.drainDelay, 0);
   t.is(c.shutdownTimeout, 30);
   t.is(c.heapGrowingPercent, 300);
+  t.is(c.workerSpinUs, 2000);
+});
+
+test('worker_spin_us: 0 (sleep at once) to 1000000, from the file or TS_WORKER_SPIN_US', (t) => {
+  t.is(resolveConfig({ properties: props('model_store=/m\nworker_spin_us=0') }).workerSpinUs, 0);
+  t.is(resolveConfig({ properties: props('model_store=/m'), env: { TS_WORKER_SPIN_US: '500' } }).workerSpinUs, 500);
+  const big = t.throws(() => resolveConfig({ properties: props('model_store=/m\nworker_spin_us=2000000') }), { instanceOf: ConfigError });
+  t.regex(big!.message, /worker_spin_us="2000000" is invalid: expected a whole number of microseconds from 0 to 1000000/);
+  const frac = t.throws(() => resolveConfig({ properties: props('model_store=/m\nworker_spin_us=1.5') }), { instanceOf: ConfigError });
+  t.regex(frac!.message, /worker_spin_us="1.5" is invalid: expected a whole number of microseconds >= 0/);
 });
 
 test('heap_growing_percent: 0 (V8\'s dynamic factor) to 1000, from the file or TS_HEAP_GROWING_PERCENT', (t) => {

@@ -133,3 +133,17 @@ test('default workers and intra-op threads never oversubscribe the cores', async
   t.is(eight.threads, 1, 'at least one thread per worker');
   for (const mv of [one, two]) t.true(mv.workers * mv.threads <= 4);
 });
+
+test('spinMicros reaches every loaded version: calls taken while the worker polls (worker_spin_us), none at 0', async (t) => {
+  const polling = makeRegistry({ spinMicros: 1_000_000 });
+  const sleeping = makeRegistry({ spinMicros: 0 });
+  t.teardown(() => Promise.all([polling.close(), sleeping.close()]));
+  const a = (await polling.register(specFor('rows.pt', 'p'), {})) as LoadedModelVersion;
+  const b = (await sleeping.register(specFor('rows.pt', 's'), {})) as LoadedModelVersion;
+  for (let i = 0; i < 5; i++) {
+    const x = [f32([[i, 1, 2, 3]])];
+    t.deepEqual(await a.batcher.infer(x), await b.batcher.infer(x), 'the same results either way');
+  }
+  t.true(a.spinPickups >= 3, `${a.spinPickups} calls taken while polling`);
+  t.is(b.spinPickups, 0);
+});

@@ -46,3 +46,30 @@ test('a scale-down joins the retired executor threads', async (t) => {
   // For the record only: Node starts and ends threads of its own meanwhile (other tests in this file).
   t.log(`OS threads: ${before} before, ${grown} with 4 workers, ${osThreads()} after the scale-down`);
 });
+
+test('spinMicros: a call queued while the thread still polls after the previous one is taken without a sleep', async (t) => {
+  // One second of polling: each next call (submitted as soon as the previous one resolves) lands inside it.
+  const polling = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1, spinMicros: 1_000_000 });
+  const sleeping = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1 });
+  // A forward takes far more than 1 µs: a thread polls only after a call shorter than its poll.
+  const longCalls = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1, spinMicros: 1 });
+  t.teardown(() => Promise.all([polling.dispose(), sleeping.dispose(), longCalls.dispose()]));
+  for (const m of [polling, sleeping, longCalls]) for (let i = 0; i < 6; i++) await m.forward([digit]);
+  t.true(polling.spinPickups >= 4, `${polling.spinPickups} of the 5 later calls taken while polling`);
+  t.is(sleeping.spinPickups, 0, 'spinMicros 0 (the default): every thread sleeps between calls');
+  t.is(longCalls.spinPickups, 0, 'no poll after a call longer than spinMicros');
+  // The results do not depend on it.
+  const [a, b] = await Promise.all([polling.forward([digit]), sleeping.forward([digit])]);
+  t.deepEqual(Array.from((a as Tensor).data as Float32Array), Array.from((b as Tensor).data as Float32Array));
+});
+
+test('spinMicros outside [0, 1000000] or not an integer is refused', async (t) => {
+  for (const [bad, type, message] of [
+    [-1, RangeError, 'options.spinMicros must be an integer in [0, 1000000]'],
+    [1.5, RangeError, 'options.spinMicros must be an integer in [0, 1000000]'],
+    [2_000_000, RangeError, 'options.spinMicros must be an integer in [0, 1000000]'],
+    ['10', TypeError, 'options.spinMicros must be a number'],
+  ] as const) {
+    await t.throwsAsync(loadModel(fixture('cnn.pt'), { spinMicros: bad as number }), { instanceOf: type, message }, String(bad));
+  }
+});
