@@ -12,6 +12,11 @@
 
 #include <jpeglib.h>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TORCHD_RESIZE_SSE41 1
+#endif
+
 namespace torchd {
 
 namespace {
@@ -138,6 +143,55 @@ void horizontalPass(const uint8_t* src, int inW, const ResizePlan& p, uint8_t* m
   }
 }
 
+#ifdef TORCHD_RESIZE_SSE41
+/**
+ * horizontalPass<3> with the three channels of a pixel as the lanes of one vector (SSE4.1's pmovzxbd and
+ * pmulld; the fourth lane carries the next pixel's first byte and is dropped): one multiply-add per tap
+ * instead of three. The same int32 products and sums in a different order, so the same bytes; the
+ * saturating packs clamp exactly as clip8 (after the shift |v| < 2^10, so only the final [0, 255] clamp
+ * acts). A tap whose 4-byte load would pass the end of the source falls back to the scalar loop.
+ */
+__attribute__((target("sse4.1"))) void horizontalPassRgbSse41(const uint8_t* src, int inW, size_t srcBytes,
+                                                              const ResizePlan& p, uint8_t* mid) {
+  const Coefficients& hc = p.hc;
+  const uint8_t* end = src + srcBytes;
+  const __m128i half = _mm_set1_epi32(kHalf);
+  for (int r = 0; r < p.rows; ++r) {
+    const uint8_t* inRow = src + static_cast<size_t>(p.rowFirst + r) * inW * 3;
+    uint8_t* m = mid + static_cast<size_t>(r) * p.cols * 3;
+    for (int xx = p.x0; xx < p.x1; ++xx, m += 3) {
+      const int n = hc.count[xx];
+      const int32_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
+      const uint8_t* px = inRow + static_cast<size_t>(hc.start[xx]) * 3;
+      if (px + static_cast<size_t>(n) * 3 + 1 > end) {
+        int32_t acc[3] = {kHalf, kHalf, kHalf};
+        for (int x = 0; x < n; ++x, px += 3) {
+          for (int c = 0; c < 3; ++c) acc[c] += px[c] * w[x];
+        }
+        for (int c = 0; c < 3; ++c) m[c] = clip8(acc[c]);
+        continue;
+      }
+      __m128i acc = half;
+      for (int x = 0; x < n; ++x, px += 3) {
+        int32_t four;
+        std::memcpy(&four, px, 4);
+        const __m128i pixel = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+        acc = _mm_add_epi32(acc, _mm_mullo_epi32(pixel, _mm_set1_epi32(w[x])));
+      }
+      const __m128i v = _mm_srai_epi32(acc, kPrecisionBits);
+      const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(v, v), _mm_setzero_si128());
+      const int32_t out = _mm_cvtsi128_si32(bytes);
+      std::memcpy(m, &out, 3);
+    }
+  }
+}
+
+bool haveSse41() {
+  static const bool have = __builtin_cpu_supports("sse4.1");
+  return have;
+}
+#endif
+
 /**
  * The horizontal pass into a uint8 intermediate of p.rows × p.cols pixels, as Pillow does (the rounding
  * between passes is part of the result); a plain copy of the kept columns when the width does not change.
@@ -150,6 +204,12 @@ void horizontal(const Pixels& src, const ResizePlan& p, uint8_t* mid) {
                   &src.data[(static_cast<size_t>(p.rowFirst + r) * src.width + p.x0) * C], static_cast<size_t>(p.cols) * C);
     }
   } else if (C == 3) {
+#ifdef TORCHD_RESIZE_SSE41
+    if (haveSse41()) {
+      horizontalPassRgbSse41(src.data.data(), src.width, src.data.size(), p, mid);
+      return;
+    }
+#endif
     horizontalPass<3>(src.data.data(), src.width, p, mid);
   } else {
     horizontalPass<1>(src.data.data(), src.width, p, mid);
