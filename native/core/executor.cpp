@@ -137,17 +137,19 @@ void Executor::run(int lane) {
   std::unique_lock<std::mutex> lock(mutex_);
   bool shortJob = false;
   for (;;) {
-    if (shortJob && queue_.empty() && !stopping_) {
+    if (shortJob && !stopping_) {
       // Poll only right after a job that took less than the poll (a thread idle since start-up or its
       // last poll sleeps; so does one after a long forward, where a wake-up is noise and the poll's CPU
       // would be taken from the image threads: bench/NOTES.md §41). sched_yield lets any runnable thread
       // on this CPU go first. stopping_ is read under the lock below; the poll is bounded anyway.
-      lock.unlock();
-      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
-      bool found = false;
-      while (!(found = queued_.load(std::memory_order_relaxed) > 0) && std::chrono::steady_clock::now() < until) sched_yield();
-      lock.lock();
-      if (found && !queue_.empty()) spinPickups_.fetch_add(1, std::memory_order_relaxed);
+      if (queue_.empty()) {
+        lock.unlock();
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicros_);
+        while (queued_.load(std::memory_order_relaxed) == 0 && std::chrono::steady_clock::now() < until) sched_yield();
+        lock.lock();
+      }
+      // A job already queued when the thread got here counts too: it is taken without a sleep either way.
+      if (!queue_.empty()) spinPickups_.fetch_add(1, std::memory_order_relaxed);
     }
     shortJob = false;
     wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || live_ > target_; });

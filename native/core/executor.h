@@ -43,7 +43,7 @@ class Executor {
   int threadCount() const;
   /** Jobs running now. */
   int running() const;
-  /** Jobs a thread took while polling after its previous job, without sleeping in between (a test hook). */
+  /** Jobs a thread took after a job shorter than the poll without sleeping in between (a test hook). */
   long spinPickups() const { return spinPickups_.load(std::memory_order_relaxed); }
   /** Finishes queued jobs (or drops them) and joins all threads; later submits are dropped. Idempotent. */
   void shutdown(bool dropQueued = false);
