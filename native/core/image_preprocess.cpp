@@ -15,6 +15,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define TORCHD_RESIZE_SSE41 1
+#define TORCHD_VERTICAL_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TORCHD_VERTICAL_CLONES
 #endif
 
 namespace torchd {
@@ -240,7 +243,7 @@ struct Normaliser {
  * straight into the [C, cropH, cropW] planes. Pixels of the window outside the resized image (crop larger
  * than the image) are left as they are: the caller fills them with the normalised 0.
  */
-void verticalToChw(const uint8_t* mid, const ResizePlan& p, const Geometry& g, const Normaliser& norm, float* out) {
+TORCHD_VERTICAL_CLONES void verticalToChw(const uint8_t* mid, const ResizePlan& p, const Geometry& g, const Normaliser& norm, float* out) {
   const int C = p.channels;
   const size_t stride = static_cast<size_t>(p.cols) * C;
   const size_t plane = static_cast<size_t>(g.cropW) * g.cropH;
