@@ -126,22 +126,26 @@ ResizePlan planResize(const Pixels& src, const Geometry& g) {
   return p;
 }
 
+/** One output pixel of the horizontal pass: `n` taps of C interleaved channels from `px`, weights `w`. */
+template <int C>
+inline void resamplePixel(const uint8_t* px, const int32_t* w, int n, uint8_t* m) {
+  int32_t acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = kHalf;
+  for (int x = 0; x < n; ++x, px += C) {
+    for (int c = 0; c < C; ++c) acc[c] += px[c] * w[x];
+  }
+  for (int c = 0; c < C; ++c) m[c] = clip8(acc[c]);
+}
+
 template <int C>
 void horizontalPass(const uint8_t* src, int inW, const ResizePlan& p, uint8_t* mid) {
   const Coefficients& hc = p.hc;
   for (int r = 0; r < p.rows; ++r) {
     const uint8_t* inRow = src + static_cast<size_t>(p.rowFirst + r) * inW * C;
     uint8_t* m = mid + static_cast<size_t>(r) * p.cols * C;
-    for (int xx = p.x0; xx < p.x1; ++xx) {
-      const int n = hc.count[xx];
-      const int32_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
-      const uint8_t* px = inRow + static_cast<size_t>(hc.start[xx]) * C;
-      int32_t acc[C];
-      for (int c = 0; c < C; ++c) acc[c] = kHalf;
-      for (int x = 0; x < n; ++x, px += C) {
-        for (int c = 0; c < C; ++c) acc[c] += px[c] * w[x];
-      }
-      for (int c = 0; c < C; ++c) *m++ = clip8(acc[c]);
+    for (int xx = p.x0; xx < p.x1; ++xx, m += C) {
+      resamplePixel<C>(inRow + static_cast<size_t>(hc.start[xx]) * C, &hc.weights[static_cast<size_t>(xx) * hc.ksize],
+                       hc.count[xx], m);
     }
   }
 }
@@ -167,11 +171,7 @@ __attribute__((target("sse4.1"))) void horizontalPassRgbSse41(const uint8_t* src
       const int32_t* w = &hc.weights[static_cast<size_t>(xx) * hc.ksize];
       const uint8_t* px = inRow + static_cast<size_t>(hc.start[xx]) * 3;
       if (px + static_cast<size_t>(n) * 3 + 1 > end) {
-        int32_t acc[3] = {kHalf, kHalf, kHalf};
-        for (int x = 0; x < n; ++x, px += 3) {
-          for (int c = 0; c < 3; ++c) acc[c] += px[c] * w[x];
-        }
-        for (int c = 0; c < 3; ++c) m[c] = clip8(acc[c]);
+        resamplePixel<3>(px, w, n, m);
         continue;
       }
       __m128i acc = half;
