@@ -349,14 +349,17 @@ async function runOnce(precision: string): Promise<Report> {
 function overheadNote(p50: number, harness: number, stages: Record<string, number> | undefined): string {
   const sum = `${p50.toFixed(3)} ms − ${harness.toFixed(3)} ms`;
   if (!stages) return sum;
-  const known = Object.entries(stages).filter(([, v]) => Number.isFinite(v));
-  const inside = known.reduce((a, [, v]) => a + v, 0);
-  return `${sum}; server mean ms: ${known.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ')}; outside the stages (HTTP, Express, response) ≈ ${(p50 - inside).toFixed(3)}`;
+  const inside = Object.values(stages).filter(Number.isFinite).reduce((a, v) => a + v, 0);
+  return `${sum}; ${stagesText(stages, 3)}; outside the stages (HTTP, Express, response) ≈ ${(p50 - inside).toFixed(3)}`;
+}
+
+/** "server mean ms: queue 1.23, preprocess …" over the stages that ran. */
+function stagesText(stages: Record<string, number>, digits: number): string {
+  return 'server mean ms: ' + Object.entries(stages).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ');
 }
 
 function stageNote(p: Series['points'][number]): string {
-  if (!p.stagesMs) return '';
-  return 'server mean ms: ' + Object.entries(p.stagesMs).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
+  return p.stagesMs ? stagesText(p.stagesMs, 2) : '';
 }
 
 ensureModels();

@@ -111,6 +111,9 @@ const integer = (min: number, unit: string) =>
     .regex(/^\s*\d+\s*$/, `expected a whole number of ${unit} >= ${min}`)
     .transform(Number)
     .pipe(z.number().int().min(min, `expected a whole number of ${unit} >= ${min}`));
+/** A whole number in [min, max]: the two messages say which bound a value broke. */
+const integerUpTo = (min: number, max: number, unit: string) =>
+  integer(min, unit).pipe(z.number().max(max, `expected a whole number of ${unit} from ${min} to ${max}`));
 const seconds = (min: number) =>
   z
     .string()
@@ -221,8 +224,8 @@ const USED_KEYS = {
   disable_token_authorization: bool,
   key_file: z.string().min(1),
   intra_op_threads: integer(0, 'threads'),
-  worker_spin_us: integer(0, 'microseconds').pipe(z.number().max(1000000, 'expected a whole number of microseconds from 0 to 1000000')),
-  heap_growing_percent: integer(0, 'percent').pipe(z.number().max(1000, 'expected a whole number of percent from 0 to 1000')),
+  worker_spin_us: integerUpTo(0, 1000000, 'microseconds'),
+  heap_growing_percent: integerUpTo(0, 1000, 'percent'),
   model_snapshot: modelSnapshotJson,
   // torchd reads TS_<KEY> unless the file turns this off explicitly (TorchServe: off unless true).
   enable_envvars_config: bool,

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 
 #include "build_info.h"
 #include "cancel.h"
@@ -151,14 +153,19 @@ Napi::Promise rejected(Napi::Env env, const EngineError& e) {
   return deferred.Promise();
 }
 
-int readPositiveInt(const Napi::Value& v, const char* name) {
-  if (!v.IsNumber()) throw EngineError(ErrorCode::Argument, std::string(name) + " must be a number", ErrorKind::TypeError);
+/** An integer argument in [lo, hi]: TypeError unless a number, RangeError "must be an integer in [lo, hi]" otherwise. */
+int readIntInRange(const Napi::Value& v, const std::string& name, int lo, int hi) {
+  if (!v.IsNumber()) throw EngineError(ErrorCode::Argument, name + " must be a number", ErrorKind::TypeError);
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 1) || d != static_cast<double>(static_cast<int>(d)) || d > 4096) {
-    throw EngineError(ErrorCode::Argument, std::string(name) + " must be an integer in [1, 4096]", ErrorKind::RangeError);
+  // The range first, so the integer test never converts a value an int cannot hold.
+  if (!(d >= lo) || d > hi || d != std::trunc(d)) {
+    throw EngineError(ErrorCode::Argument, name + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]",
+                      ErrorKind::RangeError);
   }
   return static_cast<int>(d);
 }
+
+int readPositiveInt(const Napi::Value& v, const char* name) { return readIntInRange(v, name, 1, 4096); }
 
 std::vector<TensorView> readInputs(const Napi::Value& value, std::vector<Napi::ObjectReference>& keepAlive) {
   if (!value.IsArray()) throw EngineError(ErrorCode::Argument, "inputs must be an array of tensors", ErrorKind::TypeError);
@@ -331,14 +338,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         }
       }
       Napi::Value steps = opts.Get("steps");
-      if (!steps.IsUndefined()) {
-        if (!steps.IsNumber()) throw EngineError(ErrorCode::Argument, "options.steps must be a number", ErrorKind::TypeError);
-        double s = steps.As<Napi::Number>().DoubleValue();
-        if (!(s >= 1) || s != static_cast<double>(static_cast<int>(s)) || s > 100000) {
-          throw EngineError(ErrorCode::Argument, "options.steps must be an integer in [1, 100000]", ErrorKind::RangeError);
-        }
-        options.steps = static_cast<int>(s);
-      }
+      if (!steps.IsUndefined()) options.steps = readIntInRange(steps, "options.steps", 1, 100000);
       Napi::Value chunk = opts.Get("chunk");
       if (!chunk.IsUndefined()) options.chunk = readPositiveInt(chunk, "options.chunk");
       Napi::Value method = opts.Get("method");
@@ -607,14 +607,7 @@ Napi::Value LoadModelJs(const Napi::CallbackInfo& info) {
       Napi::Value w = opts.Get("workers");
       if (!w.IsUndefined()) workers = readPositiveInt(w, "options.workers");
       Napi::Value spin = opts.Get("spinMicros");
-      if (!spin.IsUndefined()) {
-        if (!spin.IsNumber()) throw EngineError(ErrorCode::Argument, "options.spinMicros must be a number", ErrorKind::TypeError);
-        double d = spin.As<Napi::Number>().DoubleValue();
-        if (!(d >= 0) || d > 1000000 || d != static_cast<double>(static_cast<int>(d))) {
-          throw EngineError(ErrorCode::Argument, "options.spinMicros must be an integer in [0, 1000000]", ErrorKind::RangeError);
-        }
-        spinMicros = static_cast<int>(d);
-      }
+      if (!spin.IsUndefined()) spinMicros = readIntInRange(spin, "options.spinMicros", 0, 1000000);
       Napi::Value optimize = opts.Get("optimize");
       if (!optimize.IsUndefined()) {
         if (!optimize.IsBoolean()) throw EngineError(ErrorCode::Argument, "options.optimize must be a boolean", ErrorKind::TypeError);

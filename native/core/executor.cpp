@@ -170,19 +170,27 @@ void Executor::run(int lane) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     ++running_;
     lock.unlock();
-    const auto started = std::chrono::steady_clock::now();
-    job(lane);
-    shortJob = spinMicros_ > 0 && std::chrono::steady_clock::now() - started < std::chrono::microseconds(spinMicros_);
+    if (spinMicros_ > 0) {
+      const auto started = std::chrono::steady_clock::now();
+      job(lane);
+      shortJob = std::chrono::steady_clock::now() - started < std::chrono::microseconds(spinMicros_);
+    } else {
+      job(lane);
+    }
     lock.lock();
     --running_;
     idle_.notify_all();
   }
 }
 
-bool Executor::quiesce(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mutex_);
+void Executor::clearQueueLocked() {
   queue_.clear();
   queued_.store(0, std::memory_order_relaxed);
+}
+
+bool Executor::quiesce(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  clearQueueLocked();
   stopping_ = true;
   wake_.notify_all();
   return idle_.wait_for(lock, timeout, [&] { return running_ == 0; });
@@ -192,10 +200,7 @@ void Executor::shutdown(bool dropQueued) {
   std::list<std::thread> threads;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (dropQueued) {
-      queue_.clear();
-      queued_.store(0, std::memory_order_relaxed);
-    }
+    if (dropQueued) clearQueueLocked();
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
     threads.swap(threads_);

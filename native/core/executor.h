@@ -68,6 +68,8 @@ class Executor {
   void run(int lane);
   void spawnLocked();
   std::vector<std::thread> takeRetiredLocked();
+  /** Drops every queued job, keeping queued_ equal to queue_.size(). */
+  void clearQueueLocked();
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;

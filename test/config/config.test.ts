@@ -1,6 +1,6 @@
 // config.properties + CLI flags → ServerConfig: defaults, TorchServe keys, overrides, and the exact
 // message for each bad key.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,22 +58,31 @@ test('defaults follow the spec', (t) => {
   t.is(c.workerSpinUs, 2000);
 });
 
+/** A bounded whole-number key: 0 from the file, `envValue` from TS_<KEY>, and the messages of two bad values. */
+function boundedKey(
+  t: ExecutionContext, key: string, field: 'workerSpinUs' | 'heapGrowingPercent', envValue: number,
+  bad: [string, RegExp][],
+): void {
+  t.is(resolveConfig({ properties: props(`model_store=/m\n${key}=0`) })[field], 0);
+  t.is(resolveConfig({ properties: props('model_store=/m'), env: { [`TS_${key.toUpperCase()}`]: String(envValue) } })[field], envValue);
+  for (const [value, message] of bad) {
+    const err = t.throws(() => resolveConfig({ properties: props(`model_store=/m\n${key}=${value}`) }), { instanceOf: ConfigError });
+    t.regex(err!.message, message);
+  }
+}
+
 test('worker_spin_us: 0 (sleep at once) to 1000000, from the file or TS_WORKER_SPIN_US', (t) => {
-  t.is(resolveConfig({ properties: props('model_store=/m\nworker_spin_us=0') }).workerSpinUs, 0);
-  t.is(resolveConfig({ properties: props('model_store=/m'), env: { TS_WORKER_SPIN_US: '500' } }).workerSpinUs, 500);
-  const big = t.throws(() => resolveConfig({ properties: props('model_store=/m\nworker_spin_us=2000000') }), { instanceOf: ConfigError });
-  t.regex(big!.message, /worker_spin_us="2000000" is invalid: expected a whole number of microseconds from 0 to 1000000/);
-  const frac = t.throws(() => resolveConfig({ properties: props('model_store=/m\nworker_spin_us=1.5') }), { instanceOf: ConfigError });
-  t.regex(frac!.message, /worker_spin_us="1.5" is invalid: expected a whole number of microseconds >= 0/);
+  boundedKey(t, 'worker_spin_us', 'workerSpinUs', 500, [
+    ['2000000', /worker_spin_us="2000000" is invalid: expected a whole number of microseconds from 0 to 1000000/],
+    ['1.5', /worker_spin_us="1.5" is invalid: expected a whole number of microseconds >= 0/],
+  ]);
 });
 
 test('heap_growing_percent: 0 (V8\'s dynamic factor) to 1000, from the file or TS_HEAP_GROWING_PERCENT', (t) => {
-  t.is(resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=0') }).heapGrowingPercent, 0);
-  t.is(resolveConfig({ properties: props('model_store=/m'), env: { TS_HEAP_GROWING_PERCENT: '150' } }).heapGrowingPercent, 150);
-  const err = t.throws(() => resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=2000') }), { instanceOf: ConfigError });
-  t.regex(err!.message, /heap_growing_percent="2000" is invalid: expected a whole number of percent from 0 to 1000/);
-  const neg = t.throws(() => resolveConfig({ properties: props('model_store=/m\nheap_growing_percent=-5') }), { instanceOf: ConfigError });
-  t.regex(neg!.message, /heap_growing_percent="-5" is invalid: expected a whole number of percent >= 0/);
+  boundedKey(t, 'heap_growing_percent', 'heapGrowingPercent', 150, [
+    ['2000', /heap_growing_percent="2000" is invalid: expected a whole number of percent from 0 to 1000/],
+    ['-5', /heap_growing_percent="-5" is invalid: expected a whole number of percent >= 0/],
+  ]);
 });
 
 test('drain_delay and shutdown_timeout take seconds, fractions included', (t) => {
