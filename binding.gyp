@@ -10,6 +10,7 @@
         "native/addon/addon.cpp",
         "native/addon/convert.cpp",
         "native/addon/image_binding.cpp",
+        "native/addon/loop_poll.cpp",
         "native/core/errors.cpp",
         "native/core/cancel.cpp",
         "native/core/memory_probe.cpp",

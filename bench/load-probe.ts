@@ -5,7 +5,8 @@
 // nodejs_gc_duration_seconds) so a change aimed at CPU or GC can be judged without the whole bench. With --variant
 // 'NAME:VAR=VALUE VAR2=VALUE2' (repeatable) the rounds alternate between variants, each server started with those
 // environment variables (TS_<KEY> config keys, NODE_OPTIONS, TORCHD_NATIVE_IMAGES...): A/B in one session. Not a test.
-// Run: npx tsx bench/load-probe.ts [--c 4] [--duration 8] [--rounds 3] [--variant base:] [--variant v8:TS_HEAP_GROWING_PERCENT=0]
+// With --model mnist: the bench's MNIST row instead (batch 16, one worker, 3.png; use --c 8 as the bench does).
+// Run: npx tsx bench/load-probe.ts [--model resnet18|mnist] [--c 4] [--duration 8] [--rounds 3] [--variant base:] [--variant v8:TS_HEAP_GROWING_PERCENT=0]
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,14 +17,18 @@ import { ROOT, parseVariants, sample, scrape, serverSplit, startTorchd, writeMod
 
 const { values: flags } = parseArgs({
   options: {
+    model: { type: 'string', default: 'resnet18' },
     c: { type: 'string', default: '4' },
     duration: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     variant: { type: 'string', multiple: true, default: [] },
     'max-batch-delay': { type: 'string', default: '5' },
-    image: { type: 'string', default: path.join(ROOT, 'test', 'fixtures', 'models', 'sample.jpg') },
+    image: { type: 'string' },
   },
 });
+const mnist = flags.model === 'mnist';
+if (!mnist && flags.model !== 'resnet18') throw new Error(`--model must be resnet18 or mnist, not ${flags.model}`);
+const FIX = path.join(ROOT, 'test', 'fixtures', 'models');
 const variants = parseVariants(flags.variant!);
 const cores = os.availableParallelism();
 const store = path.join(ROOT, 'bench', '.work', 'load-probe', 'store');
@@ -31,16 +36,20 @@ rmSync(store, { recursive: true, force: true });
 mkdirSync(store, { recursive: true });
 /** --max-batch-delay 5,20: one model per delay, each its own series of rounds. */
 const delays = flags['max-batch-delay']!.split(',').map(Number);
-const modelName = (delay: number) => `resnet18_d${delay}`;
+const modelName = (delay: number) => `${flags.model}_d${delay}`;
 for (const delay of delays) {
   writeModelFolder(store, {
     name: modelName(delay),
-    file: path.join(ROOT, 'test', 'fixtures', 'models', 'resnet18.pt'),
+    file: path.join(FIX, mnist ? 'mnist.pt' : 'resnet18.pt'),
     handler: 'image_classifier',
-    config: { batchSize: 8, maxBatchDelay: delay, minWorkers: cores, maxWorkers: cores, device: 'cpu', precision: 'fp32', responseTimeout: 300, optimize: true, handler: { preset: 'imagenet' } },
+    config: {
+      batchSize: mnist ? 16 : 8, maxBatchDelay: delay, minWorkers: mnist ? 1 : cores, maxWorkers: mnist ? 1 : cores, device: 'cpu', precision: 'fp32',
+      responseTimeout: 300, optimize: true, handler: { preset: mnist ? 'mnist' : 'imagenet' },
+    },
   });
 }
-const image = readFileSync(flags.image!);
+const image = readFileSync(flags.image ?? path.join(FIX, mnist ? 'images/3.png' : 'sample.jpg'));
+const contentType = (flags.image ?? '').endsWith('.png') || (mnist && !flags.image) ? 'image/png' : 'image/jpeg';
 
 function gc(s: Scrape): Record<string, { n: number; ms: number }> {
   const out: Record<string, { n: number; ms: number }> = {};
@@ -53,7 +62,7 @@ function gc(s: Scrape): Record<string, { n: number; ms: number }> {
 for (let round = 0; round < Number(flags.rounds); round++) {
   for (const v of variants) for (const delay of delays) {
     const name = modelName(delay);
-    const body = { path: `/predictions/${name}`, headers: { 'content-type': 'image/jpeg' }, body: image };
+    const body = { path: `/predictions/${name}`, headers: { 'content-type': contentType }, body: image };
     const server = await startTorchd(store, [name], { threads: 1, env: v.env });
     try {
       for (let i = 0; i < 20; i++) if ((await send(server.base, body)) !== 200) throw new Error('warm-up request failed');

@@ -68,7 +68,8 @@ const DEFAULTS = {
   allowed_urls: '',
   enable_token_auth: 'false',
   intra_op_threads: '0',
-  // After a call, a worker thread polls for the next one this long before it sleeps (bench/NOTES.md §41).
+  // After a short call, a worker thread polls for the next one this long before it sleeps, and the event loop
+  // polls through the next call to that model (bench/NOTES.md §41, §44).
   worker_spin_us: '2000',
   // V8 grows its heap limit by (1 + this/100) after a full GC (0: V8's own dynamic factor); see src/v8-heap.ts.
   heap_growing_percent: '300',

@@ -41,6 +41,8 @@ export interface BuildInfo {
   deviceCount: number;
   /** OpenBLAS's own thread count (torchd sets 1 unless OPENBLAS_NUM_THREADS says otherwise); -1: the BLAS is not OpenBLAS. */
   blasThreads: number;
+  /** Whether the event loop's poll after short forwards was built in (libuv's header was found at build time). */
+  loopPoll: boolean;
 }
 
 export interface LoadOptions {
@@ -52,7 +54,8 @@ export interface LoadOptions {
   workers?: number;
   /**
    * Microseconds an executor thread keeps polling for the next call after finishing one, yielding to
-   * anything runnable, before it sleeps (default 0; the server passes `worker_spin_us`).
+   * anything runnable, before it sleeps (default 0; the server passes `worker_spin_us`). After a forward
+   * shorter than this, the next forward also keeps the event loop polling (zero poll timeout) for as long.
    */
   spinMicros?: number;
   /** Autocast precision on CUDA (default 'fp32'). */
@@ -256,6 +259,7 @@ interface Addon {
   prepareForExit(code: number, isMainThread: boolean): boolean;
   /** _exit(code): ends the process without atexit handlers or static destructors. */
   exitNow(code: number): never;
+  loopPollTurns(): number;
   preprocessImage(bytes: Uint8Array, spec: ImageSpec): Promise<NativeImage>;
   preprocessImageSync(bytes: Uint8Array, spec: ImageSpec): NativeImage;
 }
@@ -378,6 +382,11 @@ function loadAddon(): Addon {
 /** Torch version and CUDA availability of the loaded addon. Throws NativeError E_LOAD when it cannot load. */
 export function buildInfo(): BuildInfo {
   return loadAddon().buildInfo();
+}
+
+/** Event-loop turns taken so far while polling after short forwards (a test hook; 0 when not built in). */
+export function loopPollTurns(): number {
+  return loadAddon().loopPollTurns();
 }
 
 /**

@@ -45,6 +45,7 @@ class Executor {
   int running() const;
   /** Jobs a thread took after a job shorter than the poll without sleeping in between (a test hook). */
   long spinPickups() const { return spinPickups_.load(std::memory_order_relaxed); }
+  int spinMicros() const { return spinMicros_; }
   /** Finishes queued jobs (or drops them) and joins all threads; later submits are dropped. Idempotent. */
   void shutdown(bool dropQueued = false);
   /**

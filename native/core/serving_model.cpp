@@ -109,6 +109,7 @@ void ServingModel::setWorkers(int workers) {
 int ServingModel::workers() const { return executor_->size(); }
 int ServingModel::executorThreads() const { return executor_->threadCount(); }
 long ServingModel::spinPickups() const { return executor_->spinPickups(); }
+int ServingModel::spinMicros() const { return executor_->spinMicros(); }
 int ServingModel::threads() const { return model_->threads(); }
 
 bool ServingModel::quiesce(std::chrono::milliseconds timeout) { return executor_->quiesce(timeout); }

@@ -61,6 +61,8 @@ class ServingModel {
   int executorThreads() const;
   /** Jobs an executor thread took while still polling after its previous one (Executor::spinPickups). */
   long spinPickups() const;
+  /** How long an executor thread polls after a short job (the constructor's `spinMicros`). */
+  int spinMicros() const;
   /** The intra-op thread count this instance's executor threads run with. */
   int threads() const;
 
