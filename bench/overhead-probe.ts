@@ -3,7 +3,8 @@
 // batch 1, with a bare node:http server answering the same client as the floor of any Node server. Each round
 // restarts the server; with --variant 'NAME:VAR=VALUE ...' (repeatable) the rounds alternate between variants, each
 // server started with those environment variables (TS_<KEY> config keys, NODE_OPTIONS, ...). Not a test.
-// Run: npx tsx bench/overhead-probe.ts [--requests 2000] [--rounds 3] [--variant base:] [--variant x:VAR=1]
+// With --route explanations: the bench's explanation figure instead (/explanations p50 ÷ the harness's IG time, 15 steps).
+// Run: npx tsx bench/overhead-probe.ts [--route predictions|explanations] [--requests 2000] [--rounds 3] [--variant base:] [--variant x:VAR=1]
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -12,12 +13,13 @@ import { parseArgs } from 'node:util';
 
 import { measureCeiling } from './lib/ceiling.js';
 import { probe } from './lib/http-load.js';
-import { ROOT, freePort, parseVariants, startTorchd, writeModelFolder } from './lib/servers.js';
+import { ROOT, freePort, parseVariants, scrape, serverSplit, startTorchd, writeModelFolder } from './lib/servers.js';
 
 const { values: flags } = parseArgs({
   options: {
     requests: { type: 'string', default: '2000' },
     rounds: { type: 'string', default: '3' },
+    route: { type: 'string', default: 'predictions' },
     variant: { type: 'string', multiple: true, default: [] },
   },
 });
@@ -34,7 +36,9 @@ writeModelFolder(store, {
   config: { batchSize: 16, maxBatchDelay: 5, minWorkers: 1, maxWorkers: 1, device: 'cpu', precision: 'fp32', responseTimeout: 300, optimize: true, handler: { preset: 'mnist' } },
 });
 const png = readFileSync(path.join(FIX, 'images', '3.png'));
-const body = { path: '/predictions/mnist', headers: { 'content-type': 'image/png' }, body: png };
+const explain = flags.route === 'explanations';
+if (!explain && flags.route !== 'predictions') throw new Error(`--route must be predictions or explanations, not ${flags.route}`);
+const body = { path: `/${flags.route}/mnist`, headers: { 'content-type': 'image/png' }, body: png };
 const count = Number(flags.requests);
 
 /** A node:http server that reads the body and answers a fixed JSON: what any Node server pays at least. */
@@ -53,15 +57,20 @@ async function bareFloor(): Promise<number> {
 }
 
 for (let round = 0; round < Number(flags.rounds); round++) {
-  const harness = (await measureCeiling({ model, shape: [1, 1, 28, 28], batches: [1], threads: 1, device: 'cpu', precision: 'fp32', iters: 500, optimize: true })).points[0].p50Ms;
+  const ceiling = await measureCeiling({ model, shape: [1, 1, 28, 28], batches: [1], threads: 1, device: 'cpu', precision: 'fp32', iters: 500, optimize: true, igSteps: explain ? 15 : undefined });
+  const harness = explain ? ceiling.igMs! : ceiling.points[0].p50Ms;
   const floor = await bareFloor();
   for (const v of variants) {
     const server = await startTorchd(store, ['mnist'], { threads: 1, env: v.env });
     try {
+      const before = await scrape(server.metricsBase!);
       const p = await probe(server.base, body, count);
+      const stages = serverSplit(before, await scrape(server.metricsBase!), 'mnist').stagesMs;
+      const stageText = Object.entries(stages).map(([k, ms]) => `${k} ${ms.toFixed(3)}`).join(', ');
+      const figure = explain ? `÷ harness IG ${harness.toFixed(3)} = ratio ${(p.p50 / harness).toFixed(2)}` : `− harness ${harness.toFixed(3)} = overhead ${(p.p50 - harness).toFixed(3)} ms`;
       console.log(
-        `${v.name} round ${round + 1}: torchd p50 ${p.p50.toFixed(3)} ms (p90 ${p.p90.toFixed(3)}) − harness ${harness.toFixed(3)} = overhead ` +
-          `${(p.p50 - harness).toFixed(3)} ms; bare node:http ${floor.toFixed(3)} ms; load ${os.loadavg()[0].toFixed(2)}`,
+        `${v.name} round ${round + 1}: torchd p50 ${p.p50.toFixed(3)} ms (p90 ${p.p90.toFixed(3)}) ${figure}; bare node:http ${floor.toFixed(3)} ms; ` +
+          `server mean ms: ${stageText}; load ${os.loadavg()[0].toFixed(2)}`,
       );
     } finally {
       await server.stop();

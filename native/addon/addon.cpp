@@ -254,8 +254,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
  private:
-  /** The last forward (submit to completion, as the main thread saw it) took less than the poll. */
-  bool pollsAfterForward() const { return spinMicros_ > 0 && lastForward_ < std::chrono::microseconds(spinMicros_); }
+  using Clock = std::chrono::steady_clock;
+
+  /**
+   * After a short call the next one of its kind is likely short too: the event loop polls through its
+   * completion and, for the rest of the window, the client's next request (a poll that ended at the completion
+   * did worse, bench/NOTES.md §44). `last`: the previous call's submit-to-completion time on the main thread.
+   */
+  void pollIfShort(Napi::Env env, Clock::duration last) {
+    if (spinMicros_ > 0 && last < std::chrono::microseconds(spinMicros_)) env.GetInstanceData<AddonData>()->loopPoll->pollFor(spinMicros_);
+  }
 
   bool checkUsable(Napi::Env env, std::optional<Napi::Promise>& rejection) {
     if (disposed_) {
@@ -304,16 +312,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<OutputNode>();
-    auto started = std::chrono::steady_clock::now();
+    auto started = Clock::now();
     call->finish = [this, result, started](Napi::Env env) {
-      lastForward_ = std::chrono::steady_clock::now() - started;
+      lastForward_ = Clock::now() - started;
       return toJs(env, *result);
     };
     std::shared_ptr<CancelToken> cancel = call->cancel;  // read before `call` moves into dispatch
-    // After a short forward the next one is likely short too: the loop polls through its completion and
-    // (the rest of the window) the client's next request; a poll that ended at the completion did worse
-    // (bench/NOTES.md §44).
-    if (pollsAfterForward()) env.GetInstanceData<AddonData>()->loopPoll->pollFor(spinMicros_);
+    pollIfShort(env, lastForward_);
     return dispatch(env, std::move(call),
                     [this, views = std::move(views), result, cancel](ServingModel::Done done) mutable {
                       serving_->submitForward(std::move(views), cancel, result, std::move(done));
@@ -383,7 +388,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     auto call = newCall(env, token);
     for (auto& ref : keepAlive) call->keepAlive.push_back(std::move(ref));
     auto result = std::make_shared<IgResult>();
-    call->finish = [result](Napi::Env env) -> Napi::Value {
+    auto started = Clock::now();
+    call->finish = [this, result, started](Napi::Env env) -> Napi::Value {
+      lastIntegratedGradients_ = Clock::now() - started;
       Napi::Object out = Napi::Object::New(env);
       out.Set("attributions", toJs(env, result->attributions));
       Napi::Array delta = Napi::Array::New(env, result->delta.size());
@@ -395,6 +402,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       return out;
     };
     std::shared_ptr<CancelToken> cancel = call->cancel;  // read before `call` moves into dispatch
+    pollIfShort(env, lastIntegratedGradients_);
     return dispatch(env, std::move(call),
                     [this, views = std::move(views), options = std::move(options), result,
                      cancel](ServingModel::Done done) mutable {
@@ -497,7 +505,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::set<std::shared_ptr<CancelToken>> tokens_;  // of the calls in flight (main thread only)
   int threads_ = 0;
   int spinMicros_ = 0;
-  std::chrono::steady_clock::duration lastForward_ = std::chrono::steady_clock::duration::max();  // none yet: no poll
+  // The last call of each kind, submit to completion; none yet: no poll.
+  Clock::duration lastForward_ = Clock::duration::max();
+  Clock::duration lastIntegratedGradients_ = Clock::duration::max();
 };
 
 AddonData::~AddonData() {

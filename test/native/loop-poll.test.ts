@@ -41,6 +41,18 @@ test.serial('after a short forward the next one keeps the event loop polling', a
   t.is(loopPollTurns(), ended, 'no turns once the window has passed');
 });
 
+test.serial('integrated gradients: after a short one the next keeps the loop polling, as a forward does', async (t) => {
+  const m = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1, spinMicros: POLL_US });
+  t.teardown(() => m.dispose());
+  const before = await settled();
+  await m.integratedGradients([digit], { target: [3], steps: 4 });
+  t.is(loopPollTurns(), before, 'no duration to go by yet');
+  await m.forward([digit]);
+  t.is(loopPollTurns(), before, "a forward goes by the last forward's duration, and there was none");
+  await m.integratedGradients([digit], { target: [3], steps: 4 });
+  t.is(loopPollTurns() > before, buildInfo().loopPoll, `${loopPollTurns() - before} turns while the second one ran`);
+});
+
 test.serial('no poll with spinMicros 0 (the addon default) or after a forward longer than spinMicros', async (t) => {
   const off = await loadModel(fixture('cnn.pt'), { workers: 1, threads: 1 });
   // A forward takes far more than 1 µs.
