@@ -3,12 +3,13 @@
 // listener, HTTP and gRPC → dispose models).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type express from 'express';
 import type { Logger } from 'pino';
 import type { ServerConfig } from './config-types.js';
 import { isLoopback, listenTarget, loggableConfig } from './config.js';
 import { createRegistry } from './engine/registry.js';
 import type { ModelSettings, Registry } from './engine/types.js';
-import { createInferenceApp, type InferenceAppOptions } from './http/app.js';
+import { createInferenceApp, requestClassesFor, type InferenceAppOptions } from './http/app.js';
 import type { AppDeps } from './http/types.js';
 import { createLogger } from './logger.js';
 import { createMetrics, createMetricsApp } from './metrics/index.js';
@@ -166,11 +167,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     // TorchServe serves inference and management on one port when both addresses are equal (KServe's
     // sample config.properties does that, on 8085): then one listener routes /models… to management.
     const shared = config.managementAddress === config.inferenceAddress && listenTarget(config.inferenceAddress).port !== 0;
-    const inference = await listen(lifecycle, 'inference', shared ? sharePort(inferenceApp, managementApp) : inferenceApp, config.inferenceAddress);
+    const inference = await listen(lifecycle, 'inference', shared ? sharePort(inferenceApp, managementApp) : inferenceApp, config.inferenceAddress, inferenceApp);
     const addresses: ServerAddresses = {
       inference,
-      management: shared ? inference : await listen(lifecycle, 'management', managementApp, config.managementAddress),
-      metrics: await listen(lifecycle, 'metrics', metricsApp, config.metricsAddress),
+      management: shared ? inference : await listen(lifecycle, 'management', managementApp, config.managementAddress, managementApp),
+      metrics: await listen(lifecycle, 'metrics', metricsApp, config.metricsAddress, metricsApp),
     };
     const hosts: [string, string, string][] = Object.entries(addresses).map(([l, url]) => [l, url, listenTarget(url).host]);
     if (config.grpc?.enabled) {
@@ -238,9 +239,10 @@ function sharePort(inferenceApp: (req: never, res: never) => void, managementApp
   };
 }
 
-function listen(lifecycle: Lifecycle, name: string, app: (req: never, res: never) => void, address: string): Promise<string> {
+/** `prototypes`: the Express app whose request and response prototypes node:http builds with (on a shared port, inference's). */
+function listen(lifecycle: Lifecycle, name: string, app: (req: never, res: never) => void, address: string, prototypes: express.Express): Promise<string> {
   const { host, port } = listenTarget(address);
-  const listener = createDrainableHttpServer(app as Parameters<typeof createDrainableHttpServer>[0], { name });
+  const listener = createDrainableHttpServer(app as Parameters<typeof createDrainableHttpServer>[0], { name, ...requestClassesFor(prototypes) });
   const server = listener.server;
   server.keepAliveTimeout = 5_000;
   // Drainable from the moment it exists: a failed start-up still closes what did listen.

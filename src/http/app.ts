@@ -2,6 +2,7 @@
 // mounted from the same table that generates the OpenAPI document; each route stays thin:
 // resolve the model (404 before reading the body), parse the body, call the handler, send JSON.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { MethodNotAllowedError } from '../errors.js';
 import type { ModelVersion } from '../engine/types.js';
 import { serverVersion } from '../version.js';
@@ -144,4 +145,26 @@ function wrap(h: Handler): RequestHandler {
   return async (req, res) => {
     await h(req, res);
   };
+}
+
+/**
+ * Request and response classes for node:http whose prototypes are already `app`'s (http.createServer's
+ * IncomingMessage / ServerResponse options). Express's app.handle sets every request's and response's prototype
+ * to app.request / app.response; on objects node:http built from its own classes that is a map change per request,
+ * and every inline cache that sees both shapes goes polymorphic or misses (V8's LoadIC miss handler and the lookup
+ * iterator were ≈ 10 % of the main thread's samples at c=1, bench/NOTES.md §45). Built from these, the objects
+ * start with the prototype Express gives them, and setPrototypeOf to the same prototype is a no-op.
+ */
+export function requestClassesFor(app: express.Express): { IncomingMessage: typeof IncomingMessage; ServerResponse: typeof ServerResponse } {
+  // Reflect.construct with these functions as new.target: node:http's own constructors initialise the objects
+  // (whether they are written as functions or classes) and the prototype comes from AppRequest/AppResponse.
+  function AppRequest(...args: unknown[]): IncomingMessage {
+    return Reflect.construct(IncomingMessage, args, AppRequest) as IncomingMessage;
+  }
+  AppRequest.prototype = app.request;
+  function AppResponse(...args: unknown[]): ServerResponse {
+    return Reflect.construct(ServerResponse, args, AppResponse) as ServerResponse;
+  }
+  AppResponse.prototype = app.response;
+  return { IncomingMessage: AppRequest as unknown as typeof IncomingMessage, ServerResponse: AppResponse as unknown as typeof ServerResponse };
 }

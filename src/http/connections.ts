@@ -25,6 +25,9 @@ export interface DrainableHttpOptions {
   idleCloseMs?: number;
   /** On forced close, how long written 503s (and responses already streaming) get to flush (ms). */
   flushMs?: number;
+  /** The classes node:http builds each request and response with (http.createServer's options of the same names). */
+  IncomingMessage?: typeof IncomingMessage;
+  ServerResponse?: typeof ServerResponse;
 }
 
 export interface DrainableHttpServer extends Drainable {
@@ -51,7 +54,7 @@ const DEFAULT_FLUSH_MS = 2000;
 export function createDrainableHttpServer(app: RequestListener, options: DrainableHttpOptions): DrainableHttpServer {
   const idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
   const flushMs = options.flushMs ?? DEFAULT_FLUSH_MS;
-  const server = createServer();
+  const server = createServer({ IncomingMessage: options.IncomingMessage, ServerResponse: options.ServerResponse });
   const connections = new Map<Socket, Connection>();
   const unanswered = new Set<ServerResponse>();
   let draining = false;
