@@ -148,23 +148,32 @@ function wrap(h: Handler): RequestHandler {
 }
 
 /**
- * Request and response classes for node:http whose prototypes are already `app`'s (http.createServer's
+ * Request and response classes for node:http whose instances already have `app`'s prototypes (http.createServer's
  * IncomingMessage / ServerResponse options). Express's app.handle sets every request's and response's prototype
  * to app.request / app.response; on objects node:http built from its own classes that is a map change per request,
- * and every inline cache that sees both shapes goes polymorphic or misses (V8's LoadIC miss handler and the lookup
- * iterator were ≈ 10 % of the main thread's samples at c=1, bench/NOTES.md §45). Built from these, the objects
- * start with the prototype Express gives them, and setPrototypeOf to the same prototype is a no-op.
+ * and the inline caches that see both shapes go polymorphic or miss (V8's LoadIC miss handler and lookup iterator
+ * near the top of the main thread's profile at c=1, bench/NOTES.md §45). The classes extend node's (so V8 keeps
+ * one derived map per class: a plain function as Reflect.construct's new.target built a fresh map per object, 18 µs
+ * each), their prototypes sit in front of Express's app.request / app.response in the chain, and they become the
+ * app's request and response prototypes: Express's setPrototypeOf then sets the prototype an object already has,
+ * which changes nothing. Once per app.
  */
-export function requestClassesFor(app: express.Express): { IncomingMessage: typeof IncomingMessage; ServerResponse: typeof ServerResponse } {
-  // Reflect.construct with these functions as new.target: node:http's own constructors initialise the objects
-  // (whether they are written as functions or classes) and the prototype comes from AppRequest/AppResponse.
-  function AppRequest(...args: unknown[]): IncomingMessage {
-    return Reflect.construct(IncomingMessage, args, AppRequest) as IncomingMessage;
-  }
-  AppRequest.prototype = app.request;
-  function AppResponse(...args: unknown[]): ServerResponse {
-    return Reflect.construct(ServerResponse, args, AppResponse) as ServerResponse;
-  }
-  AppResponse.prototype = app.response;
-  return { IncomingMessage: AppRequest as unknown as typeof IncomingMessage, ServerResponse: AppResponse as unknown as typeof ServerResponse };
+export function requestClassesFor(app: express.Express): RequestClasses {
+  const known = requestClasses.get(app);
+  if (known) return known;
+  class AppRequest extends IncomingMessage {}
+  class AppResponse extends ServerResponse {}
+  Object.setPrototypeOf(AppRequest.prototype, app.request);
+  Object.setPrototypeOf(AppResponse.prototype, app.response);
+  app.request = AppRequest.prototype as unknown as express.Request;
+  app.response = AppResponse.prototype as unknown as express.Response;
+  const classes: RequestClasses = { IncomingMessage: AppRequest, ServerResponse: AppResponse as unknown as typeof ServerResponse };
+  requestClasses.set(app, classes);
+  return classes;
 }
+
+interface RequestClasses {
+  IncomingMessage: typeof IncomingMessage;
+  ServerResponse: typeof ServerResponse;
+}
+const requestClasses = new WeakMap<express.Express, RequestClasses>();

@@ -33,7 +33,7 @@ test('requests and responses start with the app\'s prototypes, and Express serve
   app.use(express.json());
   app.get('/q', (req, res) => {
     res.set('x-seen', req.get('host') ?? '');
-    res.json({ x: req.query.x ?? null, path: req.path, xhr: req.xhr });
+    res.json({ x: req.query.x ?? null, path: req.path, xhr: req.xhr, app: req.app === app && res.app === app });
   });
   app.post('/echo', (req, res) => res.status(201).json(req.body));
   app.use((_req, res) => res.status(404).type('text').send('none here'));
@@ -52,7 +52,7 @@ test('requests and responses start with the app\'s prototypes, and Express serve
 
   const q = await send(port, '/q?x=7');
   t.is(q.status, 200);
-  t.deepEqual(JSON.parse(q.body), { x: '7', path: '/q', xhr: false });
+  t.deepEqual(JSON.parse(q.body), { x: '7', path: '/q', xhr: false, app: true });
   t.is(q.headers['x-seen'], `127.0.0.1:${port}`);
   t.is(q.headers['content-type'], 'application/json; charset=utf-8');
   const echo = await send(port, '/echo', JSON.stringify({ a: [1, 2] }));
@@ -62,6 +62,7 @@ test('requests and responses start with the app\'s prototypes, and Express serve
   t.is(missing.status, 404);
   t.is(missing.body, 'none here');
   t.deepEqual(seen, [true, true, true]);
+  t.is(requestClassesFor(app), requestClassesFor(app), 'once per app: the prototypes are not stacked again');
 });
 
 test('without the classes node:http builds its own, as before (what Express then re-prototypes)', async (t) => {
