@@ -41,7 +41,7 @@ export interface BuildInfo {
   deviceCount: number;
   /** OpenBLAS's own thread count (torchd sets 1 unless OPENBLAS_NUM_THREADS says otherwise); -1: the BLAS is not OpenBLAS. */
   blasThreads: number;
-  /** Whether the event loop's poll after short forwards was built in (libuv's header was found at build time). */
+  /** Whether the event loop's poll after short calls was built in (libuv's header was found at build time). */
   loopPoll: boolean;
 }
 
@@ -55,7 +55,8 @@ export interface LoadOptions {
   /**
    * Microseconds an executor thread keeps polling for the next call after finishing one, yielding to
    * anything runnable, before it sleeps (default 0; the server passes `worker_spin_us`). After a forward
-   * shorter than this, the next forward also keeps the event loop polling (zero poll timeout) for as long.
+   * (or an integrated-gradients call) shorter than this, the next call of that kind also keeps the event loop
+   * polling (zero poll timeout) for as long.
    */
   spinMicros?: number;
   /** Autocast precision on CUDA (default 'fp32'). */
@@ -384,7 +385,7 @@ export function buildInfo(): BuildInfo {
   return loadAddon().buildInfo();
 }
 
-/** Event-loop turns taken so far while polling after short forwards (a test hook; 0 when not built in). */
+/** Event-loop turns taken so far while polling after short calls (a test hook; 0 when not built in). */
 export function loopPollTurns(): number {
   return loadAddon().loopPollTurns();
 }

@@ -575,7 +575,7 @@ Napi::Value PrepareForExitJs(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, idle);
 }
 
-/** loopPollTurns() → event-loop turns taken while polling after short forwards (a test hook). */
+/** loopPollTurns() → event-loop turns taken while polling after short calls (a test hook). */
 Napi::Value LoopPollTurnsJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(info.Env().GetInstanceData<AddonData>()->loopPoll->turns()));
 }
