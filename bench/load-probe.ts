@@ -48,8 +48,9 @@ for (const delay of delays) {
     },
   });
 }
-const image = readFileSync(flags.image ?? path.join(FIX, mnist ? 'images/3.png' : 'sample.jpg'));
-const contentType = (flags.image ?? '').endsWith('.png') || (mnist && !flags.image) ? 'image/png' : 'image/jpeg';
+const imageFile = flags.image ?? path.join(FIX, mnist ? 'images/3.png' : 'sample.jpg');
+const image = readFileSync(imageFile);
+const contentType = imageFile.endsWith('.png') ? 'image/png' : 'image/jpeg';
 
 function gc(s: Scrape): Record<string, { n: number; ms: number }> {
   const out: Record<string, { n: number; ms: number }> = {};

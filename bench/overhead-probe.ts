@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 
 import { measureCeiling } from './lib/ceiling.js';
 import { probe } from './lib/http-load.js';
-import { ROOT, freePort, parseVariants, scrape, serverSplit, startTorchd, writeModelFolder } from './lib/servers.js';
+import { ROOT, freePort, parseVariants, scrape, serverSplit, stagesText, startTorchd, writeModelFolder } from './lib/servers.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -66,11 +66,10 @@ for (let round = 0; round < Number(flags.rounds); round++) {
       const before = await scrape(server.metricsBase!);
       const p = await probe(server.base, body, count);
       const stages = serverSplit(before, await scrape(server.metricsBase!), 'mnist').stagesMs;
-      const stageText = Object.entries(stages).map(([k, ms]) => `${k} ${ms.toFixed(3)}`).join(', ');
       const figure = explain ? `÷ harness IG ${harness.toFixed(3)} = ratio ${(p.p50 / harness).toFixed(2)}` : `− harness ${harness.toFixed(3)} = overhead ${(p.p50 - harness).toFixed(3)} ms`;
       console.log(
         `${v.name} round ${round + 1}: torchd p50 ${p.p50.toFixed(3)} ms (p90 ${p.p90.toFixed(3)}) ${figure}; bare node:http ${floor.toFixed(3)} ms; ` +
-          `server mean ms: ${stageText}; load ${os.loadavg()[0].toFixed(2)}`,
+          `${stagesText(stages, 3)}; load ${os.loadavg()[0].toFixed(2)}`,
       );
     } finally {
       await server.stop();

@@ -12,7 +12,7 @@ import { load, probe, send, type Body, type LoadResult } from './lib/http-load.j
 import { buildReport, type Figure, type Report } from './lib/report.js';
 import { runGrpcBench } from './grpc.js';
 import {
-  ROOT, rssBytes, sample, scrape, serverSplit, startPeer, startTorchd, writeModelFolder, type Running,
+  ROOT, rssBytes, sample, scrape, serverSplit, stagesText, startPeer, startTorchd, writeModelFolder, type Running,
 } from './lib/servers.js';
 
 const { values: flags } = parseArgs({
@@ -351,11 +351,6 @@ function overheadNote(p50: number, harness: number, stages: Record<string, numbe
   if (!stages) return sum;
   const inside = Object.values(stages).filter(Number.isFinite).reduce((a, v) => a + v, 0);
   return `${sum}; ${stagesText(stages, 3)}; outside the stages (HTTP, Express, response) ≈ ${(p50 - inside).toFixed(3)}`;
-}
-
-/** "server mean ms: queue 1.23, preprocess …" over the stages that ran. */
-function stagesText(stages: Record<string, number>, digits: number): string {
-  return 'server mean ms: ' + Object.entries(stages).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ');
 }
 
 function stageNote(p: Series['points'][number]): string {

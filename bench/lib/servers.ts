@@ -206,6 +206,11 @@ export function sample(s: Scrape, name: string, labels: Record<string, string> =
   return m ? m.value : 0;
 }
 
+/** "server mean ms: queue 1.23, preprocess …" over the stages that ran (serverSplit's stagesMs). */
+export function stagesText(stages: Record<string, number>, digits: number): string {
+  return 'server mean ms: ' + Object.entries(stages).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${v.toFixed(digits)}`).join(', ');
+}
+
 /** Server-side figures of a window between two scrapes: mean batch size and mean ms per stage. */
 export function serverSplit(before: Scrape, after: Scrape, model: string): { meanBatch: number; nativeCalls: number; stagesMs: Record<string, number> } {
   const d = (name: string, labels: Record<string, string>) => sample(after, name, labels) - sample(before, name, labels);

@@ -11,14 +11,14 @@
 
 namespace torchd::addon {
 
+#ifdef TORCHD_LOOP_POLL
+
 namespace {
 uint64_t nowNs() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
 }
 }  // namespace
-
-#ifdef TORCHD_LOOP_POLL
 
 struct LoopPoll::Handle {
   uv_idle_t idle;
@@ -67,7 +67,7 @@ struct LoopPoll::Handle {};
 bool LoopPoll::available() { return false; }
 LoopPoll::LoopPoll(napi_env) {}
 LoopPoll::~LoopPoll() = default;
-void LoopPoll::pollFor(int) { (void)nowNs; }
+void LoopPoll::pollFor(int) {}
 
 #endif
 
